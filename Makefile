@@ -1,0 +1,52 @@
+# One-command entry points. `make test` is what CI runs (through .ci/run).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+EXAMPLES := $(wildcard examples/micado/*.yaml)
+DEMO_OUT ?= build/demo
+
+.PHONY: help venv debian-packages test lint demo bench clean
+
+help:
+	@echo "make demo   validate and render MiCADO's example ADTs"
+	@echo "make test   set up what is needed and run the whole test suite"
+	@echo "make lint   ruff and yamllint"
+	@echo "make bench  run the benchmarks (not part of make test)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v python3 >/dev/null || { echo "error: python3 (>= 3.11) is needed" >&2; exit 1; }
+	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "error: python3 must be 3.11 or newer" >&2; exit 1; }
+	@test -x $(PY) || python3 -m venv $(VENV) || { echo "error: cannot create $(VENV);" \
+		"on Debian install python3-venv" >&2; exit 1; }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+debian-packages:
+	@scripts/ensure-debian-packages tests/debian-packages.txt
+
+test: debian-packages venv
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check controller tests benchmarks
+	$(VENV)/bin/yamllint -s .
+
+demo: venv
+	@set -e; for adt in $(EXAMPLES); do \
+		echo "== micado validate $$adt"; $(VENV)/bin/micado validate "$$adt"; \
+		out=$(DEMO_OUT)/$$(basename $$adt .yaml); \
+		echo "== micado render $$adt -o $$out"; $(VENV)/bin/micado render "$$adt" -o "$$out"; \
+	done
+	@echo "== a broken ADT: every problem with its path, exit code 2"
+	@$(VENV)/bin/micado validate examples/broken/stressng_broken.yaml || test $$? -eq 2
+
+bench: venv
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,max,rounds
+
+clean:
+	rm -rf build .pytest_cache .benchmarks

@@ -1,0 +1,150 @@
+"""The TOSCA type registry: definitions from bundled files, imports and the ADT itself.
+
+Types are looked up along their `derived_from` chain, the way tosca-parser (which MiCADO used)
+does: a derived type refines the property definitions and interface inputs of its parents.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import PathPart, Problems
+
+SECTIONS = (
+    "node_types",
+    "policy_types",
+    "data_types",
+    "capability_types",
+    "interface_types",
+    "relationship_types",
+    "artifact_types",
+    "group_types",
+)
+
+# Primitive property types of the TOSCA simple profile, with `scalar-unit.*` and friends.
+PRIMITIVE_TYPES = frozenset(
+    {
+        "string", "integer", "float", "boolean", "timestamp", "null", "list", "map", "range",
+        "version", "any", "scalar-unit.size", "scalar-unit.time", "scalar-unit.frequency",
+        "scalar-unit.bitrate", "tosca:string", "tosca:integer", "tosca:float",
+        "tosca:boolean", "tosca:map", "tosca:list",
+    }
+)
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """Maps merge key by key (override wins); anything else is replaced by the override."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = deep_merge(base[key], value) if key in base else copy.deepcopy(value)
+        return merged
+    return copy.deepcopy(override)
+
+
+@dataclass
+class TypeDef:
+    name: str
+    section: str
+    body: dict[str, Any]
+    origin: tuple[PathPart, ...]  # where it was defined, for error messages
+
+
+@dataclass
+class TypeRegistry:
+    """All known types by section; later definitions of a name replace earlier ones."""
+
+    types: dict[str, dict[str, TypeDef]] = field(
+        default_factory=lambda: {section: {} for section in SECTIONS}
+    )
+
+    def add_document(
+        self, document: dict[str, Any], origin: tuple[PathPart, ...], problems: Problems
+    ) -> None:
+        """Register the type sections of one definitions document."""
+        for section in SECTIONS:
+            defs = document.get(section)
+            if defs is None:
+                continue
+            if not isinstance(defs, dict):
+                problems.error((*origin, section), "must be a map of type name to definition")
+                continue
+            for name, body in defs.items():
+                path = (*origin, section, str(name))
+                if body is None:
+                    body = {}
+                if not isinstance(body, dict):
+                    problems.error(path, "a type definition must be a map")
+                    continue
+                self.types[section][str(name)] = TypeDef(str(name), section, body, path)
+
+    def check(self, problems: Problems, only_origin: tuple[PathPart, ...] | None = None) -> None:
+        """Report unknown parents and cycles in derived_from chains (of types from one origin)."""
+        for section, defs in self.types.items():
+            for tdef in defs.values():
+                if only_origin is not None and tdef.origin[: len(only_origin)] != only_origin:
+                    continue
+                parent = tdef.body.get("derived_from")
+                if parent is None:
+                    continue
+                if not isinstance(parent, str):
+                    problems.error((*tdef.origin, "derived_from"), "must be a type name")
+                elif parent not in defs:
+                    problems.error(
+                        (*tdef.origin, "derived_from"), f"unknown {_singular(section)} {parent!r}"
+                    )
+                elif tdef.name in self.chain(section, parent):
+                    problems.error((*tdef.origin, "derived_from"), "derived_from chain is a cycle")
+
+    def get(self, section: str, name: str) -> TypeDef | None:
+        return self.types[section].get(name)
+
+    def chain(self, section: str, name: str) -> list[str]:
+        """[name, parent, grandparent, ...] as far as the chain is known, without cycles."""
+        chain: list[str] = []
+        current: str | None = name
+        while isinstance(current, str) and current not in chain:
+            tdef = self.types[section].get(current)
+            if tdef is None:
+                break
+            chain.append(current)
+            parent = tdef.body.get("derived_from")
+            current = parent if isinstance(parent, str) else None
+        return chain
+
+    def is_a(self, section: str, name: str, ancestor: str) -> bool:
+        return ancestor in self.chain(section, name)
+
+    def _merged(self, section: str, name: str, key: str) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for type_name in reversed(self.chain(section, name)):
+            value = self.types[section][type_name].body.get(key)
+            if isinstance(value, dict):
+                merged = deep_merge(merged, value)
+        return merged
+
+    def properties(self, section: str, name: str) -> dict[str, dict[str, Any]]:
+        """Property definitions along the chain; a child's definition refines its parent's."""
+        merged = self._merged(section, name, "properties")
+        return {k: (v if isinstance(v, dict) else {}) for k, v in merged.items()}
+
+    def interfaces(self, name: str) -> dict[str, Any]:
+        """Node type interfaces along the chain, operation inputs deep-merged."""
+        return self._merged("node_types", name, "interfaces")
+
+    def requirement_names(self, name: str) -> set[str]:
+        names: set[str] = set()
+        for type_name in self.chain("node_types", name):
+            for entry in self.types["node_types"][type_name].body.get("requirements") or []:
+                if isinstance(entry, dict):
+                    names.update(str(k) for k in entry)
+        return names
+
+    def known(self, section: str, name: str) -> bool:
+        return name in self.types[section]
+
+
+def _singular(section: str) -> str:
+    return section.replace("_types", " type")

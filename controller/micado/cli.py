@@ -1,0 +1,120 @@
+"""The `micado` command line.
+
+User errors (a bad ADT, a bad flag) end with a message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .adt import AdtError, CompiledApp, app_id_from_filename, compile_adt
+from .adt.errors import Problem, format_path
+from .adt.inputs import parse_parameter
+from .adt.render import manifests_yaml, plan_yaml
+
+EXIT_INVALID = 2
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for text in values:
+        try:
+            name, value = parse_parameter(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="-p/--param") from None
+        params[name] = value
+    return params
+
+
+def _compile(adt: Path, params: tuple[str, ...], app_id: str | None) -> CompiledApp:
+    try:
+        text = adt.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.FileError(str(adt), hint=str(exc)) from None
+    try:
+        return compile_adt(text, params=_parse_params(params),
+                           app_id=app_id or app_id_from_filename(adt),
+                           base_dir=adt.resolve().parent)
+    except AdtError as exc:
+        _report_errors(adt, exc)
+        sys.exit(EXIT_INVALID)
+
+
+def _problem_line(problem: Problem) -> str:
+    return f"  {format_path(problem.path)}: {problem.message}"
+
+
+def _report_errors(adt: Path, exc: AdtError) -> None:
+    count = len(exc.errors)
+    click.echo(f"{adt}: {count} error{'s' if count != 1 else ''}", err=True)
+    for problem in exc.errors:
+        click.echo(_problem_line(problem), err=True)
+    for problem in exc.warnings:
+        click.echo(f"  warning: {format_path(problem.path)}: {problem.message}", err=True)
+
+
+_ADT = click.argument("adt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+_PARAMS = click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
+                       help="Value for an ADT input (repeatable).")
+_APP_ID = click.option("--app-id", help="Application id (default: from the file name).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="micado")
+def main() -> None:
+    """Deploy MiCADO applications (TOSCA ADTs) on Kubernetes and scale them."""
+
+
+@main.command()
+@_ADT
+@_PARAMS
+@_APP_ID
+def validate(adt: Path, params: tuple[str, ...], app_id: str | None) -> None:
+    """Check an ADT; print what it contains, or every error with its path (exit 2)."""
+    app = _compile(adt, params, app_id)
+    plan = app.plan
+    click.echo(f"{adt}: valid (app id {app.app_id})")
+    click.echo(f"  workloads ({len(plan.workloads)}): " + (", ".join(
+        f"{w.name} ({w.kind})" for w in plan.workloads) or "none"))
+    click.echo(f"  node groups ({len(plan.node_groups)}): " + (", ".join(
+        f"{g.name} ({g.cloud}, {g.min_instances}..{g.max_instances})"
+        for g in plan.node_groups) or "none"))
+    if plan.edges:
+        click.echo(f"  edges ({len(plan.edges)}): " + ", ".join(e.name for e in plan.edges))
+    click.echo(f"  policies ({len(plan.policies)}): " + (", ".join(
+        f"{p.name} -> {p.target} ({p.min_instances}..{p.max_instances})"
+        for p in plan.policies) or "none"))
+    click.echo(f"  manifests: {len(app.manifests)}")
+    click.echo(f"  warnings ({len(app.warnings)})" + (":" if app.warnings else ""))
+    for warning in app.warnings:
+        click.echo(_problem_line(warning))
+
+
+@main.command()
+@_ADT
+@_PARAMS
+@_APP_ID
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for manifests.yaml and plan.yaml (default: both to stdout).")
+def render(adt: Path, params: tuple[str, ...], app_id: str | None, output: Path | None) -> None:
+    """Write the Kubernetes manifests and the scaling plan an ADT compiles to."""
+    app = _compile(adt, params, app_id)
+    manifests, plan = manifests_yaml(app), plan_yaml(app)
+    if output is None:
+        click.echo(manifests, nl=False)
+        click.echo("---\n# plan\n" + plan, nl=False)
+        return
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "manifests.yaml").write_text(manifests, encoding="utf-8")
+        (output / "plan.yaml").write_text(plan, encoding="utf-8")
+    except OSError as exc:
+        raise click.FileError(str(output), hint=str(exc)) from None
+    for warning in app.warnings:
+        click.echo(f"warning: {format_path(warning.path)}: {warning.message}", err=True)
+    click.echo(f"wrote {output / 'manifests.yaml'} ({len(app.manifests)} objects) and "
+               f"{output / 'plan.yaml'}")

@@ -1,0 +1,35 @@
+"""Shared test helpers.
+
+`prerequisite()` is how a test says it needs something from the machine: outside CI a missing
+prerequisite skips the test with the reason; with CI=true it fails, so CI never passes by
+silently skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "micado"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def prerequisite(available: bool, what: str) -> None:
+    """Skip (locally) or fail (CI=true) when `what` is not available."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"prerequisite missing in CI: {what}", pytrace=False)
+    pytest.skip(f"prerequisite missing: {what}")
+
+
+@pytest.fixture
+def examples_dir() -> Path:
+    prerequisite(EXAMPLES.is_dir(), f"example ADTs in {EXAMPLES}")
+    return EXAMPLES
