@@ -99,7 +99,9 @@ class ImportResolver:
             if source is not None:
                 self._load(source, (*path, index))
 
-    def _locate(self, entry: Any, path: tuple[PathPart, ...], origin: Source | None) -> Source | None:
+    def _locate(
+        self, entry: Any, path: tuple[PathPart, ...], origin: Source | None
+    ) -> Source | None:
         target = import_target(entry)
         if target is None:
             self._problems.error(path, "an import must be a file name or URL, or {file: ...}")
@@ -146,7 +148,8 @@ class ImportResolver:
         try:
             document = load_yaml(text)
         except yaml.YAMLError as exc:
-            self._problems.error(path, f"{source.label} is not valid YAML: {describe_yaml_error(exc)}")
+            reason = describe_yaml_error(exc)
+            self._problems.error(path, f"{source.label} is not valid YAML: {reason}")
             return
         if not isinstance(document, dict):
             self._problems.error(path, f"{source.label} is not a TOSCA definitions document")

@@ -68,6 +68,10 @@ class NodeTemplate:
     occurrences: tuple[int, int | None] | None = None
     template_name: str = ""  # the name in the ADT; differs from `name` for clones
     capabilities: dict[str, Any] = field(default_factory=dict)
+    # the template's own `artifacts` (functions resolved) and the interface names it declares
+    # itself: MiCADO takes the image from an artifact and tells sidecars by their interfaces
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    declared_interfaces: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -258,6 +262,10 @@ def _read_nodes(topology: Topology, raw_nodes: Any, problems: Problems) -> None:
         interfaces = _node_interfaces(topology, node, raw, index, problems)
         node.interfaces = resolve_properties_in(interfaces, lookup, node.name,
                                                 (*path, "interfaces"))
+        node.artifacts = _node_artifacts(topology, node, raw, index, lookup, problems)
+        declared = raw.get("interfaces")
+        node.declared_interfaces = frozenset(
+            str(k) for k in (declared if isinstance(declared, dict) else {}))
         node.requirements = _node_requirements(topology, node, raw, index, clones, problems)
 
 
@@ -327,8 +335,22 @@ def _node_interfaces(topology: Topology, node: NodeTemplate, raw: dict[str, Any]
                 problems.error((*path, str(name), str(op), "inputs"), "must be a map")
                 return {}
     type_interfaces = topology.registry.interfaces(node.type)
+    # `create:` with no body adds nothing: it must not wipe the type's inputs (as in MiCADO)
+    given = {name: {op: op_body for op, op_body in (body or {}).items() if op_body is not None}
+             for name, body in given.items()}
     # only the operations of interfaces carry over; the interface `type` is informational
     return deep_merge(type_interfaces, given)
+
+
+def _node_artifacts(topology: Topology, node: NodeTemplate, raw: dict[str, Any],
+                    index: int | None, lookup: Any, problems: Problems) -> dict[str, Any]:
+    path = (*node.path, "artifacts")
+    given = raw.get("artifacts") or {}
+    if not isinstance(given, dict):
+        problems.error(path, "must be a map of artifact name to definition")
+        return {}
+    given = resolve_inputs_in(given, topology.inputs, path, problems, index)
+    return resolve_properties_in(given, lookup, node.name, path)
 
 
 def _node_requirements(topology: Topology, node: NodeTemplate, raw: dict[str, Any],

@@ -20,8 +20,9 @@ def is_function(value: Any) -> bool:
 
 
 def _kind(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "a map", type(None): "empty"}.get(type(value), type(value).__name__)
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "a map", type(None): "empty"}
+    return names.get(type(value), type(value).__name__)
 
 
 def check_value(
