@@ -99,7 +99,12 @@ def property_lookup(
     declared_of: Mapping[str, set[str]],
     problems: Problems,
 ) -> PropertyLookup:
-    """A lookup over resolved node properties that reports bad references."""
+    """A lookup over node properties that reports bad references.
+
+    A property may itself be a get_property (of SELF or another node): it is followed, and a
+    chain that comes back to where it started is reported as a cycle.
+    """
+    visiting: list[tuple[str, str]] = []
 
     def lookup(node: str, keys: list[Any], path: tuple[PathPart, ...]) -> Any:
         if not node or not keys:
@@ -115,7 +120,15 @@ def property_lookup(
                 problems.error(path, f"get_property: node {node!r} has no property {first!r}")
             # an optional property left unset: MiCADO drops such fields from the manifest
             return None
-        value = _index_into(props[first], rest, path, problems, f"get_property {node}.{first}")
+        if (node, str(first)) in visiting:
+            problems.error(path, f"get_property: {node}.{first} refers back to itself")
+            return None
+        visiting.append((node, str(first)))
+        try:
+            resolved = resolve_properties_in(props[first], lookup, node, path)
+        finally:
+            visiting.pop()
+        value = _index_into(resolved, rest, path, problems, f"get_property {node}.{first}")
         return None if value is _MISSING else value
 
     return lookup

@@ -65,7 +65,8 @@ def resolve_inputs(
             values[str(name)] = None
             continue
         else:
-            problems.error(path, "required: no default, give it with -p " f"{name}=VALUE")
+            problems.error(path, f"required: no default, give it with -p {name}=VALUE")
+            values[str(name)] = None  # known but unset: uses of it are not reported again
             continue
         check_value(value, definition, registry, where, problems)
         values[str(name)] = value

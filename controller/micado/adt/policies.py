@@ -198,6 +198,8 @@ def _warn_conflicts(owns: list[_Own], problems: Problems) -> None:
 
 
 def _bound(value: Any, path: Path, problems: Problems) -> int | None:
+    if isinstance(value, str) and _TEMPLATE.search(value):
+        return None  # an undefined constant, already reported
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
