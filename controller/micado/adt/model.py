@@ -77,7 +77,8 @@ class ScalingPolicy:
     sources: list[str]
     # names the rule reads that only another policy of the app defines (MiCADO's merged namespace)
     borrowed: list[str] = field(default_factory=list)
-    hosts: list[str] = field(default_factory=list)  # node groups under a workload target
+    # node groups whose VMs a workload's rule sees (m_nodes): its hosts, else all, as in MiCADO
+    hosts: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     source_path: str = ""
 

@@ -167,3 +167,9 @@ policy_types:
     body = body.replace("          scaling_rule: |\n            if overloaded:\n"
                         "              m_node_count += 1\n", "")
     assert _policy(compiled(body), "vms").scaling_rule == "m_node_count = 2\n"
+
+
+def test_unplaced_workload_rule_sees_every_node_group() -> None:
+    app = compiled(APP.replace("      requirements:\n        - host: vms\n", ""))
+    assert _policy(app, "web").hosts == ["vms"]
+    assert app.plan.workloads[0].hosts == []
