@@ -226,7 +226,8 @@ def _read_nodes(topology: Topology, raw_nodes: Any, problems: Problems) -> None:
         if not registry.known("node_types", type_name):
             problems.error((*path, "type"), f"unknown node type {type_name!r}")
             continue
-        metadata = raw.get("metadata") or {}
+        metadata = resolve_inputs_in(raw.get("metadata") or {}, topology.inputs,
+                                     (*path, "metadata"), problems)
         if not isinstance(metadata, dict):
             problems.error((*path, "metadata"), "must be a map")
             metadata = {}
@@ -240,8 +241,7 @@ def _read_nodes(topology: Topology, raw_nodes: Any, problems: Problems) -> None:
         for index, clone_name in zip(indices, clones[name], strict=True):
             node = NodeTemplate(
                 name=clone_name, type=type_name, properties={}, requirements=[], interfaces={},
-                metadata=resolve_inputs_in(metadata, topology.inputs, (*path, "metadata"),
-                                           problems, index),
+                metadata=metadata,
                 path=path, occurrences=occurrences, template_name=name,
                 capabilities=_capabilities(raw, topology.inputs, path, index, problems),
             )
@@ -271,21 +271,21 @@ def _read_nodes(topology: Topology, raw_nodes: Any, problems: Problems) -> None:
 
 def _capabilities(raw: dict[str, Any], inputs: Mapping[str, Any], path: tuple[PathPart, ...],
                   index: int | None, problems: Problems) -> dict[str, Any]:
-    caps = raw.get("capabilities") or {}
+    caps = resolve_inputs_in(raw.get("capabilities") or {}, inputs, (*path, "capabilities"),
+                             problems, index)
     if not isinstance(caps, dict):
         problems.error((*path, "capabilities"), "must be a map")
         return {}
-    return resolve_inputs_in(caps, inputs, (*path, "capabilities"), problems, index)
+    return caps
 
 
 def _node_properties(topology: Topology, node: NodeTemplate, raw: dict[str, Any],
                      index: int | None, problems: Problems) -> dict[str, Any]:
     path = (*node.path, "properties")
-    given = raw.get("properties") or {}
+    given = resolve_inputs_in(raw.get("properties") or {}, topology.inputs, path, problems, index)
     if not isinstance(given, dict):
         problems.error(path, "must be a map of property name to value")
         given = {}
-    given = resolve_inputs_in(given, topology.inputs, path, problems, index)
     return _apply_definitions(topology.registry, "node_types", node.type, given, path, problems)
 
 
@@ -317,11 +317,10 @@ def _apply_definitions(registry: TypeRegistry, section: str, type_name: str,
 def _node_interfaces(topology: Topology, node: NodeTemplate, raw: dict[str, Any],
                      index: int | None, problems: Problems) -> dict[str, Any]:
     path = (*node.path, "interfaces")
-    given = raw.get("interfaces") or {}
+    given = resolve_inputs_in(raw.get("interfaces") or {}, topology.inputs, path, problems, index)
     if not isinstance(given, dict):
         problems.error(path, "must be a map of interface name to operations")
         return {}
-    given = resolve_inputs_in(given, topology.inputs, path, problems, index)
     for name, body in given.items():
         if body is not None and not isinstance(body, dict):
             problems.error((*path, str(name)), "an interface must be a map of operations")
@@ -345,23 +344,23 @@ def _node_interfaces(topology: Topology, node: NodeTemplate, raw: dict[str, Any]
 def _node_artifacts(topology: Topology, node: NodeTemplate, raw: dict[str, Any],
                     index: int | None, lookup: Any, problems: Problems) -> dict[str, Any]:
     path = (*node.path, "artifacts")
-    given = raw.get("artifacts") or {}
+    given = resolve_inputs_in(raw.get("artifacts") or {}, topology.inputs, path, problems, index)
     if not isinstance(given, dict):
         problems.error(path, "must be a map of artifact name to definition")
         return {}
-    given = resolve_inputs_in(given, topology.inputs, path, problems, index)
-    return resolve_properties_in(given, lookup, node.name, path)
+    artifacts = resolve_properties_in(given, lookup, node.name, path)
+    return artifacts if isinstance(artifacts, dict) else {}
 
 
 def _node_requirements(topology: Topology, node: NodeTemplate, raw: dict[str, Any],
                        index: int | None, clones: Mapping[str, list[str]], problems: Problems,
                        ) -> list[Requirement]:
     path = (*node.path, "requirements")
-    given = raw.get("requirements") or []
+    given = resolve_inputs_in(raw.get("requirements") or [], topology.inputs, path, problems,
+                              index)
     if not isinstance(given, list):
         problems.error(path, "must be a list of single-entry maps, e.g. `- host: worker-node`")
         return []
-    given = resolve_inputs_in(given, topology.inputs, path, problems, index)
     allowed = topology.registry.requirement_names(node.type)
     out: list[Requirement] = []
     for i, entry in enumerate(given):
@@ -457,11 +456,11 @@ def _read_policies(topology: Topology, raw_policies: Any, problems: Problems) ->
                 problems.error((*path, "targets", t), f"no node template named {target!r}")
                 continue
             targets.extend(clones[target])
-        given = body.get("properties") or {}
+        given = resolve_inputs_in(body.get("properties") or {}, topology.inputs,
+                                  (*path, "properties"), problems)
         if not isinstance(given, dict):
             problems.error((*path, "properties"), "must be a map")
             given = {}
-        given = resolve_inputs_in(given, topology.inputs, (*path, "properties"), problems)
         properties = _apply_definitions(registry, "policy_types", type_name, given,
                                         (*path, "properties"), problems)
         topology.policies.append(PolicyTemplate(str(name), type_name, targets, properties, path))

@@ -1,0 +1,53 @@
+"""`host` requirements as required node affinity, the way MiCADO pins pods to VMs and edges.
+
+Node groups label their nodes `micado.eu/node_type=<node name>`; edge devices are matched by
+hostname. Each key gets its own selector term, so a pod may land on any of its hosts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import Problems
+from ..topology import NodeTemplate, Topology
+from .nodes import COMPUTE, EDGE
+
+COMPUTE_KEY = "micado.eu/node_type"
+EDGE_KEY = "kubernetes.io/hostname"
+
+
+def hosts_of(topology: Topology, node: NodeTemplate,
+             problems: Problems) -> tuple[list[str], dict[str, list[str]]]:
+    """The host node names, and the label values to match per affinity key."""
+    hosts: list[str] = []
+    values: dict[str, list[str]] = {COMPUTE_KEY: [], EDGE_KEY: []}
+    for requirement in node.requirements:
+        if requirement.name != "host" or requirement.node is None:
+            continue
+        target = topology.nodes.get(requirement.node)
+        if target is None:
+            continue
+        if topology.is_a(target, COMPUTE):
+            key, value = COMPUTE_KEY, target.name
+        elif topology.is_a(target, EDGE):
+            key, value = EDGE_KEY, target.name.lower()
+        else:
+            problems.error(requirement.path, f"{target.name!r} ({target.type}) cannot host "
+                                             f"containers: a host must be a {COMPUTE} or "
+                                             f"{EDGE} node")
+            continue
+        if target.name not in hosts:
+            hosts.append(target.name)
+        if value not in values[key]:
+            values[key].append(value)
+    return hosts, values
+
+
+def node_affinity(values: dict[str, list[str]]) -> dict[str, Any] | None:
+    """A required nodeAffinity with one `In` term per key that has hosts, or None."""
+    terms = [{"matchExpressions": [{"key": key, "operator": "In", "values": names}]}
+             for key, names in values.items() if names]
+    if not terms:
+        return None
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": terms}}}
