@@ -25,7 +25,7 @@ def _index_into(value: Any, keys: list[Any], path: tuple[PathPart, ...], problem
                 continue
             problems.error(path, f"{what}: index {key} is out of range (length {len(value)})")
             return _MISSING
-        if isinstance(value, dict) and key in value:
+        if isinstance(value, dict) and isinstance(key, str | int | float | bool) and key in value:
             value = value[key]
             continue
         problems.error(path, f"{what}: {key!r} not found")
@@ -114,6 +114,9 @@ def property_lookup(
             problems.error(path, f"get_property: no node template named {node!r}")
             return None
         first, rest = keys[0], keys[1:]
+        if not isinstance(first, str):
+            problems.error(path, f"get_property: the property name must be text, got {first!r}")
+            return None
         props = properties_of[node]
         if first not in props:
             if first not in declared_of.get(node, set()):

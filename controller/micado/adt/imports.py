@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -49,6 +50,12 @@ class LoadedFile:
 
 def _bundle_file(path: str) -> Any:
     return resources.files("micado.adt").joinpath("types", *PurePosixPath(path).parts)
+
+
+@lru_cache(maxsize=64)
+def _bundled_document(path: str) -> Any:
+    """A bundled definitions file, parsed once per process (callers only read it)."""
+    return load_yaml(_bundle_file(path).read_text(encoding="utf-8"))
 
 
 def micado_bundle_path(url: str) -> str | None:
@@ -135,9 +142,9 @@ class ImportResolver:
         self._seen.add(source)
         try:
             if source.bundled:
-                text = _bundle_file(source.path).read_text(encoding="utf-8")
+                document = _bundled_document(source.path)
             else:
-                text = Path(source.path).read_text(encoding="utf-8")
+                document = load_yaml(Path(source.path).read_text(encoding="utf-8"))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             what = "MiCADO type file" if source.bundled else "file"
             self._problems.error(path, f"{what} {source.path!r} not found")
@@ -145,8 +152,6 @@ class ImportResolver:
         except (OSError, UnicodeDecodeError) as exc:
             self._problems.error(path, f"cannot read {source.path!r}: {exc}")
             return
-        try:
-            document = load_yaml(text)
         except yaml.YAMLError as exc:
             reason = describe_yaml_error(exc)
             self._problems.error(path, f"{source.label} is not valid YAML: {reason}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import builtins
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -197,6 +198,10 @@ def _warn_conflicts(owns: list[_Own], problems: Problems) -> None:
             seen[name] = (value, own.template.path)
 
 
+def _alert_names(alerts: list[dict[str, Any]]) -> set[str]:
+    return {a["alert"] for a in alerts if isinstance(a.get("alert"), str)}
+
+
 def _bound(value: Any, path: Path, problems: Problems) -> int | None:
     if isinstance(value, str) and _TEMPLATE.search(value):
         return None  # an undefined constant, already reported
@@ -212,10 +217,15 @@ def _rule_names(rule: str, policy: PolicyTemplate, problems: Problems) -> tuple[
     """Names the rule reads but never assigns; reports a syntax error with its line."""
     path = (*policy.path, "properties", "scaling_rule")
     try:
-        tree = ast.parse(rule, filename="scaling_rule", mode="exec")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "\d" in a string: valid, only deprecated
+            tree = ast.parse(rule, filename="scaling_rule", mode="exec")
     except SyntaxError as exc:
-        problems.error(path, f"line {exc.lineno}: {exc.msg}"
-                             + (f": {exc.text.strip()}" if exc.text else ""))
+        where = f"line {exc.lineno}: " if exc.lineno else "cannot be parsed: "
+        problems.error(path, f"{where}{exc.msg}" + (f": {exc.text.strip()}" if exc.text else ""))
+        return set(), False
+    except ValueError as exc:  # a null byte in the source
+        problems.error(path, f"cannot be parsed: {exc}")
         return set(), False
     stored = {n.id for n in ast.walk(tree)
               if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)}
@@ -231,16 +241,17 @@ def _per_target(topology: Topology, own: _Own, shared: SharedNamespace,
     policy = own.template
     ppath = (*policy.path, "properties")
     if not policy.targets:
-        problems.error((*policy.path, "targets"), "required: the node group or container to scale")
+        if not policy.targets_given:  # named but unknown targets are reported already
+            problems.error((*policy.path, "targets"),
+                           "required: the node group or container to scale")
         return []
     rule = policy.properties.get("scaling_rule")
     if not isinstance(rule, str):
         problems.error((*ppath, "scaling_rule"), "required: Python code that sets the new count")
         return []
     free_names, ok = _rule_names(rule, policy, problems)
-    own_names = set(own.constants) | set(own.queries) | {a.get("alert") for a in own.alerts}
-    shared_names = (set(shared.constants) | set(shared.queries)
-                    | {a.get("alert") for a in shared.alerts})
+    own_names = set(own.constants) | set(own.queries) | _alert_names(own.alerts)
+    shared_names = set(shared.constants) | set(shared.queries) | _alert_names(shared.alerts)
     borrowed = sorted(n for n in free_names - own_names if n in shared_names)
     unknown = sorted(n for n in free_names - own_names - shared_names
                      if n not in MICADO_VARIABLES and n not in BUILTIN_NAMES)

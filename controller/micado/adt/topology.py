@@ -6,6 +6,7 @@ policies) reads a `Topology` and can rely on types existing and properties being
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ NODE_KEYS = frozenset({
 })
 POLICY_KEYS = frozenset({"type", "description", "metadata", "properties", "targets", "triggers"})
 UNBOUNDED = "UNBOUNDED"
+MAX_INSTANCES = 100  # clones per node template; each clone is a node of its own
 TT = "topology_template"
 
 
@@ -81,6 +83,7 @@ class PolicyTemplate:
     targets: list[str]
     properties: dict[str, Any]
     path: tuple[PathPart, ...]
+    targets_given: bool = True  # False when the ADT lists no targets at all
 
 
 @dataclass
@@ -190,6 +193,10 @@ def _clone_count(raw: dict[str, Any], inputs: Mapping[str, Any], path: tuple[Pat
     count = resolve_inputs_in(raw["instance_count"], inputs, (*path, "instance_count"), problems)
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         problems.error((*path, "instance_count"), "must be a whole number >= 0")
+        return None
+    if count > MAX_INSTANCES:
+        problems.error((*path, "instance_count"), f"{count} clones is more than the "
+                       f"{MAX_INSTANCES} a template may make; scale with a policy instead")
         return None
     if occurrences is not None:
         low, high = occurrences
@@ -302,13 +309,15 @@ def _apply_definitions(registry: TypeRegistry, section: str, type_name: str,
             known = ", ".join(sorted(definitions)) or "none"
             problems.error((*path, key), f"unknown property of {type_name} (properties: {known})")
             continue
+        before = len(problems.errors)
         check_value(value, definition, registry, (*path, key), problems)
-        values[key] = value
+        if len(problems.errors) == before:  # a bad value is reported once, not passed on
+            values[key] = value
     for key, definition in definitions.items():
         if key in values:
             continue
         if "default" in definition:
-            values[key] = definition["default"]
+            values[key] = copy.deepcopy(definition["default"])
         elif definition.get("required", True) is True and definition.get("status") != "deprecated":
             problems.error((*path, key), "required")
     return values
@@ -463,4 +472,5 @@ def _read_policies(topology: Topology, raw_policies: Any, problems: Problems) ->
             given = {}
         properties = _apply_definitions(registry, "policy_types", type_name, given,
                                         (*path, "properties"), problems)
-        topology.policies.append(PolicyTemplate(str(name), type_name, targets, properties, path))
+        topology.policies.append(PolicyTemplate(str(name), type_name, targets, properties, path,
+                                                targets_given=bool(targets_raw)))

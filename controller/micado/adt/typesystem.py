@@ -59,11 +59,14 @@ class TypeRegistry:
     types: dict[str, dict[str, TypeDef]] = field(
         default_factory=lambda: {section: {} for section in SECTIONS}
     )
+    # merged lookups, computed once: a compile asks the same questions for every node
+    _cache: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
 
     def add_document(
         self, document: dict[str, Any], origin: tuple[PathPart, ...], problems: Problems
     ) -> None:
         """Register the type sections of one definitions document."""
+        self._cache.clear()
         for section in SECTIONS:
             defs = document.get(section)
             if defs is None:
@@ -103,6 +106,12 @@ class TypeRegistry:
 
     def chain(self, section: str, name: str) -> list[str]:
         """[name, parent, grandparent, ...] as far as the chain is known, without cycles."""
+        key = ("chain", section, name)
+        if key not in self._cache:
+            self._cache[key] = self._chain(section, name)
+        return list(self._cache[key])
+
+    def _chain(self, section: str, name: str) -> list[str]:
         chain: list[str] = []
         current: str | None = name
         while isinstance(current, str) and current not in chain:
@@ -118,21 +127,29 @@ class TypeRegistry:
         return ancestor in self.chain(section, name)
 
     def _merged(self, section: str, name: str, key: str) -> dict[str, Any]:
+        """The `key` maps of the chain merged root first; cached, so callers must not mutate."""
+        cache_key = ("merged", section, name, key)
+        if cache_key in self._cache:
+            return self._cache[cache_key]  # type: ignore[no-any-return]
         merged: dict[str, Any] = {}
         for type_name in reversed(self.chain(section, name)):
             value = self.types[section][type_name].body.get(key)
             if isinstance(value, dict):
                 merged = deep_merge(merged, value)
+        self._cache[cache_key] = merged
         return merged
 
     def properties(self, section: str, name: str) -> dict[str, dict[str, Any]]:
-        """Property definitions along the chain; a child's definition refines its parent's."""
+        """Property definitions along the chain; a child's definition refines its parent's.
+
+        Read-only: the definitions are shared by every node of the type.
+        """
         merged = self._merged(section, name, "properties")
         return {k: (v if isinstance(v, dict) else {}) for k, v in merged.items()}
 
     def interfaces(self, name: str) -> dict[str, Any]:
-        """Node type interfaces along the chain, operation inputs deep-merged."""
-        return self._merged("node_types", name, "interfaces")
+        """Node type interfaces along the chain, operation inputs deep-merged (a fresh copy)."""
+        return copy.deepcopy(self._merged("node_types", name, "interfaces"))
 
     def requirement_names(self, name: str) -> set[str]:
         names: set[str] = set()

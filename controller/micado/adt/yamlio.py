@@ -11,8 +11,23 @@ class DuplicateKeyError(yaml.MarkedYAMLError):
     """A mapping repeats a key; YAML would silently keep only the last one."""
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys instead of dropping one."""
+# libyaml's parser when PyYAML has it (ten times faster on big ADTs); same safe constructor.
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# A document may not expand (through aliases) to more values than this: `*a` repeated in
+# nested lists grows exponentially, and an ADT is never this big.
+MAX_VALUES = 100_000
+
+
+class TooLargeError(yaml.MarkedYAMLError):
+    """Aliases make the document expand beyond MAX_VALUES values."""
+
+
+class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Safe loader that rejects duplicate mapping keys and alias bombs."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -33,6 +48,29 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the values the document expands to, each shared node once per reference."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a recursive alias counts once here; the constructor handles it
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        total = min(total, MAX_VALUES + 1)
+        sizes[id(node)] = total
+        return total
+
+    if size(root) > MAX_VALUES:
+        raise TooLargeError(None, None, f"the document expands to more than {MAX_VALUES} values "
+                            "(YAML aliases repeated inside each other)", root.start_mark)
+
+
 def _no_timestamps() -> None:
     """Keep dates as strings: TOSCA values like `version: 2024-01-01` must stay text."""
     resolvers = _StrictLoader.yaml_implicit_resolvers
@@ -41,7 +79,7 @@ def _no_timestamps() -> None:
 
 
 _StrictLoader.yaml_implicit_resolvers = {
-    k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    k: list(v) for k, v in _BaseLoader.yaml_implicit_resolvers.items()
 }
 _no_timestamps()
 

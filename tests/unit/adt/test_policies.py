@@ -173,3 +173,20 @@ def test_unplaced_workload_rule_sees_every_node_group() -> None:
     app = compiled(APP.replace("      requirements:\n        - host: vms\n", ""))
     assert _policy(app, "web").hosts == ["vms"]
     assert app.plan.workloads[0].hosts == []
+
+
+def test_rule_with_a_null_byte_and_an_old_escape() -> None:
+    errors = errors_of(APP.replace("scaling_rule: |\n            if overloaded:\n"
+                                   "              m_node_count += 1\n",
+                                   'scaling_rule: "m_node_count += 1\\0"\n'))
+    assert errors == ["topology_template.policies[0].scalability.properties.scaling_rule: "
+                      "cannot be parsed: source code string cannot contain null bytes"]
+    app = compiled(APP.replace("              m_node_count += 1",
+                               "              m_node_count += len('\\\\d')"))
+    assert app.plan.policies
+
+
+def test_unknown_target_is_reported_once() -> None:
+    errors = errors_of(APP.replace("targets: [web]", "targets: [nope]"))
+    assert errors == ["topology_template.policies[1].scalability.targets[0]: no node template "
+                      "named 'nope'"]

@@ -214,3 +214,33 @@ def test_get_property_cycle_is_reported() -> None:
     """
     errors = errors_of(body)
     assert any("refers back to itself" in e for e in errors)
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    levels = "".join(
+        f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]\n" for i in range(1, 9))
+    text = adt(WEB) + "  outputs:\n    x: &l0 [a, b, c, d, e, f, g, h, i]\n" + levels.replace(
+        "  l", "    l")
+    with pytest.raises(AdtError) as exc:
+        compile_adt(text)
+    assert "expands to more than" in str(exc.value)
+
+
+def test_instance_count_is_bounded() -> None:
+    errors = errors_of(INSTANCES.replace("occurrences: [1, 5]", "occurrences: [1, UNBOUNDED]"),
+                       params={"count": "100000"})
+    assert any("100000 clones is more than the 100" in e for e in errors)
+
+
+def test_a_bad_value_is_reported_once() -> None:
+    errors = errors_of("""
+    topology_template:
+      node_templates:
+        web:
+          type: tosca.nodes.MiCADO.Container.Application.Docker.Deployment
+          properties:
+            image: nginx:1.25
+            args: --verbose
+    """)
+    assert errors == ["topology_template.node_templates.web.properties.args: must be a list, "
+                      "got a string ('--verbose')"]
