@@ -116,5 +116,6 @@ def render(adt: Path, params: tuple[str, ...], app_id: str | None, output: Path 
         raise click.FileError(str(output), hint=str(exc)) from None
     for warning in app.warnings:
         click.echo(f"warning: {format_path(warning.path)}: {warning.message}", err=True)
-    click.echo(f"wrote {output / 'manifests.yaml'} ({len(app.manifests)} objects) and "
+    count = len(app.manifests)
+    click.echo(f"wrote {output / 'manifests.yaml'} ({count} object{'s' if count != 1 else ''}) and "
                f"{output / 'plan.yaml'}")
