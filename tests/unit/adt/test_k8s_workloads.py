@@ -13,9 +13,7 @@ from micado.adt.model import Workload
 DOCKER = "tosca.nodes.MiCADO.Container.Application.Docker"
 SELECTOR = {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "app1"}
 ROOT = Path(__file__).resolve().parents[3]
-# the repository's MiCADO examples, and the shared originals when they are at hand
-EXAMPLES = sorted({p.name: p for d in (Path("/work/shared/adts"), ROOT / "examples/micado")
-                   for p in d.glob("*.yaml")}.values())
+EXAMPLES = sorted((ROOT / "examples" / "micado").glob("*.yaml"))
 
 
 @pytest.mark.parametrize(("type_suffix", "kind", "api"), [
@@ -432,6 +430,10 @@ def test_output_is_deterministic_and_has_no_none() -> None:
     ]
     assert not has_none(first.manifests)
     assert schema_errors(first.manifests) == []
+
+
+def test_the_examples_are_there() -> None:
+    assert len(EXAMPLES) == 3, "examples/micado must hold MiCADO's three example ADTs"
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
