@@ -1,0 +1,1 @@
+"""Scaling policies at run time: the rule sandbox and (next) the rule semantics."""

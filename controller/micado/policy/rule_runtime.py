@@ -1,0 +1,220 @@
+"""The worker side of the sandbox: what a rule can call, and one evaluation with its limits.
+
+This module runs inside the sandbox worker processes (see sandbox.py), never in the controller.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import resource
+import signal
+import string
+import sys
+import time
+import traceback
+from typing import Any
+
+from .rule_check import SAFE_FORMAT, SAFE_LSHIFT, SAFE_POW, RuleRejected, compile_rule
+
+MAX_INT_BITS = 4096  # results of ** and << beyond this are refused, not computed
+MAX_LOG_LINES = 200
+MAX_LOG_CHARS = 20_000
+MAX_OUTPUT_DEPTH = 32
+
+
+class RuleLimit(Exception):
+    """A rule went past a limit; `kind` says which."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class _CpuExceeded(BaseException):
+    """Raised from the SIGPROF handler; BaseException so a rule cannot swallow it."""
+
+
+def _check_number(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise RuleLimit("value", f"a number over {MAX_INT_BITS} bits is not allowed")
+    return value
+
+
+def safe_pow(base: Any, exponent: Any) -> Any:
+    """`**` without the multi-gigabyte integers `10**10**10` would build."""
+    if (isinstance(base, int) and isinstance(exponent, int) and exponent > 0
+            and abs(base) > 1 and abs(base).bit_length() * exponent > MAX_INT_BITS + 64):
+        raise RuleLimit("value", f"{base} ** {exponent} is too large (over {MAX_INT_BITS} bits)")
+    return _check_number(base ** exponent)
+
+
+def safe_lshift(value: Any, shift: Any) -> Any:
+    if isinstance(value, int) and isinstance(shift, int) and shift > MAX_INT_BITS:
+        raise RuleLimit("value", f"<< {shift} is too large (over {MAX_INT_BITS} bits)")
+    return _check_number(value << shift)
+
+
+def safe_format(template: Any, *args: Any, **kwargs: Any) -> Any:
+    """str.format without attribute or index lookups in its fields ('{0.__class__}')."""
+    if not isinstance(template, str):
+        raise RuleLimit("forbidden", ".format is only available on strings")
+    pending = [template]
+    while pending:
+        for _, field, spec, _ in string.Formatter().parse(pending.pop()):
+            if field and ("." in field or "[" in field):
+                raise RuleLimit("forbidden", f"format field {{{field}}} looks inside a value; "
+                                             "only plain {} / {0} / {name} fields are allowed")
+            if spec and "{" in spec:
+                pending.append(spec)
+    return template.format(*args, **kwargs)
+
+
+class _Time:
+    """What `time` is inside a rule: time.time() and nothing else (no sleep)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def time() -> float:
+        return time.time()
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.chars = 0
+
+    def print(self, *args: Any, sep: Any = " ", end: Any = "\n", **_: Any) -> None:
+        text = str(sep if sep is not None else " ").join(str(a) for a in args)
+        self.chars += len(text)
+        if len(self.lines) >= MAX_LOG_LINES or self.chars > MAX_LOG_CHARS:
+            raise RuleLimit("output", f"the rule printed more than {MAX_LOG_LINES} lines or "
+                                      f"{MAX_LOG_CHARS} characters")
+        self.lines.append(text)
+
+
+def _builtins(log: _Log) -> dict[str, Any]:
+    allowed: dict[str, Any] = {}
+    for name in ("len", "min", "max", "abs", "round", "int", "float", "bool", "str", "sum",
+                 "sorted", "range", "any", "all", "list", "dict", "tuple", "set", "enumerate",
+                 "zip", "reversed", "isinstance", "divmod", "map", "filter"):
+        allowed[name] = getattr(builtins, name)
+    allowed.update({
+        "print": log.print, "ceil": math.ceil, "floor": math.floor, "sqrt": math.sqrt,
+        "log": math.log, "exp": math.exp, "time": _Time(), "None": None, "True": True,
+        "False": False,
+        # exceptions a rule's error may name
+        "ArithmeticError": ArithmeticError,
+    })
+    return allowed
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """Outputs must be plain data (they are stored as JSON)."""
+    if depth > MAX_OUTPUT_DEPTH:
+        raise RuleLimit("output", f"an output is nested deeper than {MAX_OUTPUT_DEPTH} levels")
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return _check_number(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, list | tuple | set):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    raise RuleLimit("output", f"an output must be plain data, not {type(value).__name__}")
+
+
+def _rule_line(exc: BaseException) -> int | None:
+    line = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_filename == "<rule>":
+            line = lineno
+    return line
+
+
+def _on_cpu(signum: int, frame: Any) -> None:
+    raise _CpuExceeded
+
+
+_compiled: dict[str, Any] = {}
+
+
+def evaluate_here(code: str, inputs: dict[str, Any], outputs: list[str],
+                  cpu_seconds: float) -> dict[str, Any]:
+    """One evaluation in this (worker) process; never raises for anything the rule does."""
+    log = _Log()
+    try:
+        compiled = _compiled.get(code)
+        if compiled is None:
+            compiled = compile_rule(code)
+            if len(_compiled) > 256:
+                _compiled.clear()
+            _compiled[code] = compiled
+    except RuleRejected as exc:
+        return {"outputs": {}, "log": [], "error": (exc.kind, exc.message, exc.line)}
+    namespace: dict[str, Any] = dict(inputs)
+    namespace["__builtins__"] = _builtins(log)
+    namespace[SAFE_POW], namespace[SAFE_LSHIFT] = safe_pow, safe_lshift
+    namespace[SAFE_FORMAT] = safe_format
+    error: tuple[str, str, int | None] | None = None
+    signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
+    try:
+        exec(compiled, namespace)  # checked code, restricted builtins
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        result = {name: _plain(namespace.get(name)) for name in outputs}
+    except _CpuExceeded as exc:
+        error = ("cpu", f"the rule used more than {cpu_seconds:g} s of CPU time",
+                 _rule_line(exc))
+    except RuleLimit as exc:
+        error = (exc.kind, str(exc), _rule_line(exc))
+    except MemoryError as exc:
+        error = ("memory", "the rule needed more memory than its limit", _rule_line(exc))
+    except RecursionError as exc:
+        error = ("recursion", "the rule nests too deeply", _rule_line(exc))
+    except Exception as exc:  # the rule's own error, reported with its line
+        message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, NameError):
+            message += " (not an input, constant, query, alert or allowed builtin)"
+        error = ("runtime", message, _rule_line(exc))
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+    if error is not None:
+        return {"outputs": {}, "log": log.lines, "error": error}
+    return {"outputs": result, "log": log.lines, "error": None}
+
+
+def serve(connection: Any, memory_bytes: int) -> None:
+    """Worker main loop: limits first, then evaluate requests until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGPROF, _on_cpu)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _address_space() + memory_bytes
+    if hard == resource.RLIM_INFINITY or limit < hard:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    sys.setrecursionlimit(400)
+    while True:
+        try:
+            request = connection.recv()
+        except (EOFError, OSError):
+            return
+        code, inputs, outputs, cpu_seconds = request
+        try:
+            reply = evaluate_here(code, inputs, outputs, cpu_seconds)
+        except MemoryError:
+            reply = {"outputs": {}, "log": [], "error": ("memory", "out of memory", None)}
+        try:
+            connection.send(reply)
+        except Exception as exc:  # e.g. a log line that cannot be sent
+            connection.send({"outputs": {}, "log": [],
+                             "error": ("output", f"the result cannot be returned: {exc}", None)})
+
+
+def _address_space() -> int:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[0])
+    return pages * resource.getpagesize()

@@ -1,0 +1,164 @@
+"""Run scaling rules in a sandbox: checked Python, in warm worker processes with limits.
+
+Why an AST allow-list of our own rather than RestrictedPython: MiCADO rules are a tiny subset of
+Python, and an allow-list of node types and attribute names is short enough to read whole
+(rule_check.py), refuses everything not on it, and reports the line of what it refuses.
+RestrictedPython would still need our own guards for attributes, printing and formatting, and
+brings policy hooks we would have to keep right. The process is the second wall: each worker
+has an address-space limit (memory), a CPU timer per evaluation, few file descriptors, and the
+caller's wall-clock timeout kills and replaces it (sleeps, C-level loops). Workers are reused,
+so an evaluation costs a round trip over a pipe, not a process start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import pickle
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import rule_runtime
+
+DEFAULT_MEMORY = 64 * 1024 * 1024
+DEFAULT_WORKERS = 2
+WALL_GRACE = 0.25
+
+
+@dataclass(frozen=True)
+class RuleError:
+    """Why a rule gave no result: kind (syntax, forbidden, runtime, cpu, memory, timeout,
+    value, output, recursion, crashed), a message, and the rule line when known."""
+
+    kind: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line else ""
+        return f"{self.kind}: {self.message}{where}"
+
+
+@dataclass
+class RuleResult:
+    outputs: dict[str, Any] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+    error: RuleError | None = None
+
+
+class _Worker:
+    def __init__(self, context: Any, memory_bytes: int) -> None:
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=rule_runtime.serve, args=(child, memory_bytes),
+                                       daemon=True, name="micado-rule-sandbox")
+        self.process.start()
+        child.close()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.connection.close()
+
+
+class SandboxPool:
+    """A fixed number of warm workers; a worker that dies or overruns is replaced."""
+
+    def __init__(self, workers: int = DEFAULT_WORKERS, memory_bytes: int = DEFAULT_MEMORY,
+                 ) -> None:
+        self._context = multiprocessing.get_context("forkserver")
+        self._memory = memory_bytes
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: list[_Worker] = []
+        self._lock = threading.Lock()
+        for _ in range(workers):
+            self._add()
+
+    def _add(self) -> None:
+        worker = _Worker(self._context, self._memory)
+        with self._lock:
+            self._all.append(worker)
+        self._idle.put(worker)
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.stop()
+        with self._lock:
+            if worker in self._all:
+                self._all.remove(worker)
+        self._add()
+
+    def evaluate(self, code: str, inputs: dict[str, Any], outputs: list[str], *,
+                 timeout: float = 1.0) -> RuleResult:
+        worker = self._idle.get()
+        # the CPU timer in the worker fires at `timeout`; the wall clock gets a little grace so
+        # that a busy loop is reported as CPU, and a sleep or a C-level stall as a timeout
+        deadline = time.monotonic() + timeout + WALL_GRACE
+        try:
+            worker.connection.send((code, inputs, list(outputs), timeout))
+            reply = _receive(worker.connection, deadline)
+        except TimeoutError:
+            self._discard(worker)
+            return RuleResult(error=RuleError(
+                "timeout", f"the rule took longer than {timeout:g} s (wall clock)"))
+        except (OSError, EOFError, ValueError, TypeError, pickle.PicklingError) as exc:
+            self._discard(worker)
+            kind = "input" if isinstance(exc, TypeError | ValueError | pickle.PicklingError) \
+                else "crashed"
+            return RuleResult(error=RuleError(
+                kind, f"the sandbox could not run the rule: {exc or type(exc).__name__}"))
+        error = reply.get("error")
+        if error is not None and error[0] == "memory":
+            self._discard(worker)  # a worker that ran out of memory is not trusted again
+        else:
+            self._idle.put(worker)
+        return RuleResult(
+            outputs=reply.get("outputs", {}), log=reply.get("log", []),
+            error=RuleError(*error) if error is not None else None,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            workers, self._all = self._all, []
+        for worker in workers:
+            worker.stop()
+
+
+def _receive(connection: Connection, deadline: float) -> dict[str, Any]:
+    if not connection.poll(max(0.0, deadline - time.monotonic())):
+        raise TimeoutError
+    reply = connection.recv()
+    if not isinstance(reply, dict):
+        raise EOFError("unexpected reply")
+    return reply
+
+
+class _DefaultPool:
+    """The pool behind the module-level evaluate(): created on first use, closed at exit."""
+
+    def __init__(self) -> None:
+        self._pool: SandboxPool | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> SandboxPool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = SandboxPool()
+                atexit.register(self._pool.close)
+            return self._pool
+
+
+_default = _DefaultPool()
+
+
+def evaluate(code: str, inputs: dict[str, Any], outputs: list[str], *,
+             timeout: float = 1.0) -> RuleResult:
+    """Run `code` with `inputs` as its variables and return the named `outputs`.
+
+    Never raises for anything the rule does: `.error` says what went wrong. `timeout` bounds
+    both the CPU time and the wall-clock time of the evaluation.
+    """
+    return _default.get().evaluate(code, inputs, outputs, timeout=timeout)
