@@ -5,6 +5,8 @@ User errors (a bad ADT, a bad flag) end with a message and exit code 2, never a 
 
 from __future__ import annotations
 
+import ast
+import json
 import sys
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from .adt.inputs import parse_parameter
 from .adt.render import manifests_yaml, plan_yaml
 
 EXIT_INVALID = 2
+EXIT_RULE_FAILED = 3
 
 
 def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
@@ -119,3 +122,56 @@ def render(adt: Path, params: tuple[str, ...], app_id: str | None, output: Path 
     count = len(app.manifests)
     click.echo(f"wrote {output / 'manifests.yaml'} ({count} object{'s' if count != 1 else ''}) and "
                f"{output / 'plan.yaml'}")
+
+
+@main.group()
+def rule() -> None:
+    """Work with scaling rules on their own."""
+
+
+def _assigned_names(code: str) -> list[str]:
+    """Names a rule assigns at top level: the default outputs of `micado rule eval`."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return []
+    names = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign | ast.AugAssign)
+             for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+             if isinstance(t, ast.Name)}
+    return sorted(names)
+
+
+@rule.command("eval")
+@click.argument("rule_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--inputs", "inputs_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON object: the rule's variables (queries, alerts, m_* values, constants).")
+@click.option("--outputs", help="Comma-separated names to return (default: every name the "
+                                "rule assigns).")
+@click.option("--timeout", type=click.FloatRange(0.01, 60), default=1.0, show_default=True,
+              help="CPU and wall-clock limit in seconds.")
+def rule_eval(rule_file: Path, inputs_file: Path, outputs: str | None, timeout: float) -> None:
+    """Run one rule in the sandbox; print its outputs and log as JSON (exit 3 if it fails)."""
+    from .policy.sandbox import evaluate
+
+    try:
+        code = rule_file.read_text(encoding="utf-8")
+        inputs = json.loads(inputs_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.FileError(str(exc.filename or inputs_file), hint=str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{inputs_file}: not JSON: line {exc.lineno}, column "
+                                 f"{exc.colno}: {exc.msg}", param_hint="--inputs") from None
+    if not isinstance(inputs, dict) or not all(isinstance(k, str) for k in inputs):
+        raise click.BadParameter(f"{inputs_file}: must be a JSON object of variable names",
+                                 param_hint="--inputs")
+    names = ([n.strip() for n in outputs.split(",") if n.strip()] if outputs is not None
+             else _assigned_names(code))
+    result = evaluate(code, inputs, names, timeout=timeout)
+    if result.error is not None:
+        for line in result.log:
+            click.echo(f"log: {line}", err=True)
+        click.echo(f"error: {result.error}", err=True)
+        sys.exit(EXIT_RULE_FAILED)
+    click.echo(json.dumps({"outputs": result.outputs, "log": result.log}, indent=2,
+                          sort_keys=True))

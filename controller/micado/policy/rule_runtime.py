@@ -21,6 +21,7 @@ MAX_INT_BITS = 4096  # results of ** and << beyond this are refused, not compute
 MAX_LOG_LINES = 200
 MAX_LOG_CHARS = 20_000
 MAX_OUTPUT_DEPTH = 32
+READY = "ready"
 
 
 class RuleLimit(Exception):
@@ -197,6 +198,7 @@ def serve(connection: Any, memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     sys.setrecursionlimit(400)
+    connection.send(READY)
     while True:
         try:
             request = connection.recv()

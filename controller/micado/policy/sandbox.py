@@ -27,6 +27,8 @@ from . import rule_runtime
 DEFAULT_MEMORY = 64 * 1024 * 1024
 DEFAULT_WORKERS = 2
 WALL_GRACE = 0.25
+START_TIMEOUT = 30.0
+READY = rule_runtime.READY
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,11 @@ class _Worker:
                                        daemon=True, name="micado-rule-sandbox")
         self.process.start()
         child.close()
+        # wait until the worker has its limits and is listening, so that start-up time is
+        # never charged to the first rule it runs
+        if not self.connection.poll(START_TIMEOUT) or self.connection.recv() != READY:
+            self.stop()
+            raise RuntimeError("a rule sandbox worker did not start")
 
     def stop(self) -> None:
         if self.process.is_alive():
@@ -94,9 +101,10 @@ class SandboxPool:
     def evaluate(self, code: str, inputs: dict[str, Any], outputs: list[str], *,
                  timeout: float = 1.0) -> RuleResult:
         worker = self._idle.get()
-        # the CPU timer in the worker fires at `timeout`; the wall clock gets a little grace so
-        # that a busy loop is reported as CPU, and a sleep or a C-level stall as a timeout
-        deadline = time.monotonic() + timeout + WALL_GRACE
+        # the CPU timer in the worker fires at `timeout`; the wall clock gets some grace so that
+        # a busy loop on a loaded machine is still reported as CPU, and a C-level stall (which
+        # the CPU timer cannot interrupt) as a timeout
+        deadline = time.monotonic() + 2 * timeout + WALL_GRACE
         try:
             worker.connection.send((code, inputs, list(outputs), timeout))
             reply = _receive(worker.connection, deadline)
@@ -158,7 +166,8 @@ def evaluate(code: str, inputs: dict[str, Any], outputs: list[str], *,
              timeout: float = 1.0) -> RuleResult:
     """Run `code` with `inputs` as its variables and return the named `outputs`.
 
-    Never raises for anything the rule does: `.error` says what went wrong. `timeout` bounds
-    both the CPU time and the wall-clock time of the evaluation.
+    Never raises for anything the rule does: `.error` says what went wrong. `timeout` is the
+    rule's CPU time limit; the wall clock is cut at twice that plus a quarter second (a stall the
+    CPU timer cannot see, e.g. a long C-level loop), and that worker is replaced.
     """
     return _default.get().evaluate(code, inputs, outputs, timeout=timeout)
