@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import Path, Problems, format_path
 from .model import NodeGroup, ScalingPolicy, SharedNamespace, Workload
+from .policy_options import policy_options
 from .topology import PolicyTemplate, Topology
 
 SCALING = "tosca.policies.Scaling.MiCADO"
@@ -263,6 +264,7 @@ def _per_target(topology: Topology, own: _Own, shared: SharedNamespace,
         problems.warn((*ppath, "scaling_rule"),
                       f"reads {', '.join(unknown)}, which no constant, query or alert defines")
 
+    options = policy_options(policy.properties, ppath, problems)
     low = _bound(policy.properties.get("min_instances", 1), (*ppath, "min_instances"), problems)
     high_raw = policy.properties.get("max_instances", low)
     high = _bound(high_raw, (*ppath, "max_instances"), problems)
@@ -311,7 +313,7 @@ def _per_target(topology: Topology, own: _Own, shared: SharedNamespace,
             target=target, target_kind=kind,  # type: ignore[arg-type]
             min_instances=t_low, max_instances=t_high, scaling_rule=rule,
             constants=dict(own.constants), queries=dict(own.queries), alerts=list(own.alerts),
-            sources=list(own.sources), borrowed=borrowed, hosts=hosts,
+            sources=list(own.sources), borrowed=borrowed, hosts=hosts, options=dict(options),
             source_path=format_path(policy.path),
         ))
     return out
