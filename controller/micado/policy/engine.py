@@ -1,0 +1,297 @@
+"""What a scaling rule decides: one policy, one tick, one decision (MiCADO's semantics).
+
+Pure apart from running the rule: the caller gathers the tick's facts (query results, firing
+alerts, Ready nodes, live counts), keeps a `TargetState` per target and the app's one shared
+`m_userdata`, and acts on the `Decision`. The variables a rule sees are MiCADO's
+(research/micado.md §2.6), with these deliberate differences:
+
+- alerts are the *current* state (True while firing), not events a rule consumes, so two rules
+  reading one alert in the same tick both see it;
+- `m_container_count` starts from the live replica count, so a manual `kubectl scale` is seen;
+- a query the rule reads with no data holds the target (unless the policy's
+  `options.on_missing_data` is "evaluate", which gives the rule `None` as MiCADO did);
+- `m_nodes_todrop` only counts nodes that exist, and a rule error holds the target instead of
+  aborting the other rules;
+- `m_time_since_node_count_changed` does not restart every tick for a group at zero nodes.
+"""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from ..adt.model import ScalingPolicy, SharedNamespace
+from .limits import LimitState, apply_limits
+from .sandbox import RuleResult
+from .sandbox import evaluate as sandbox_evaluate
+
+NODE_OUTPUTS = ("m_node_count", "m_nodes_todrop", "m_userdata")
+WORKLOAD_OUTPUTS = ("m_container_count", "m_userdata")
+ON_MISSING_DATA = "on_missing_data"
+
+Evaluate = Callable[..., RuleResult]
+GroupOfWorkload = Callable[[ScalingPolicy], str | None]
+
+
+@dataclass
+class TargetState:
+    """Persisted per target by the controller between ticks."""
+
+    last_count: int | None = None  # last desired size decided
+    stable_since: float | None = None  # when len(m_nodes) last became == count (node groups)
+    previous_node_count: int | None = None  # len(m_nodes) at the previous tick (node groups)
+    limits: LimitState = field(default_factory=LimitState)  # cooldown bookkeeping
+
+
+@dataclass
+class TickInputs:
+    now: float
+    query_results: dict[str, Any]  # name -> float | list[str] | None (None: failed or empty)
+    firing_alerts: set[str]  # currently firing alert names (state, not events)
+    nodes: dict[str, list[dict[str, Any]]]  # group -> [{"ID", "Addr"}] Ready, untainted
+    live_counts: dict[str, int]  # target -> live replicas (workloads) or group size target
+
+
+@dataclass
+class Decision:
+    target: str
+    kind: str  # "node_group" | "workload"
+    current: int  # the size before this tick (node group: last target; workload: live)
+    desired: int  # the size to apply
+    nodes_to_drop: list[str]  # node IDs to remove (node groups), already counted in desired
+    reason: str  # one sentence for the user
+    log: list[str]  # what the rule printed
+    error: str | None  # "kind: message (line n)" when the rule failed
+    state: TargetState  # the state to persist for the next tick
+    changed: bool  # desired != current
+    variables: dict[str, Any] = field(default_factory=dict)  # m_* inputs given to the rule
+
+
+def decide(
+    policy: ScalingPolicy,
+    shared: SharedNamespace,
+    inputs: TickInputs,
+    state: TargetState,
+    userdata: Any,
+    *,
+    evaluate: Evaluate = sandbox_evaluate,
+    group_of_workload: GroupOfWorkload | None = None,
+    timeout: float = 1.0,
+) -> tuple[Decision, Any]:
+    """Run the policy's rule for one tick; returns the decision and the new `m_userdata`.
+
+    Never raises for anything the rule does. `group_of_workload(policy)` names the node group
+    whose count a workload rule sees as `m_node_count` (default: the last of `policy.hosts`);
+    its count is `inputs.live_counts[group]`, so a controller that wants MiCADO's order puts
+    this tick's node-group decisions there before deciding workloads.
+    """
+    if policy.target_kind == "node_group":
+        variables, current, new_state = _node_variables(policy, inputs, state)
+        count_var, outputs = "m_node_count", NODE_OUTPUTS
+    else:
+        variables, current = _workload_variables(policy, inputs, state, group_of_workload)
+        new_state = TargetState(None, state.stable_since, state.previous_node_count,
+                                state.limits)
+        count_var, outputs = "m_container_count", WORKLOAD_OUTPUTS
+    count_in = variables[count_var]
+
+    def finish(desired: int, reason: str, log: list[str] | None = None,
+               error: str | None = None, drop: list[str] | None = None,
+               new_userdata: Any = userdata) -> tuple[Decision, Any]:
+        new_state.last_count = desired
+        return Decision(
+            target=policy.target, kind=policy.target_kind, current=current, desired=desired,
+            nodes_to_drop=drop or [], reason=reason, log=list(log or []), error=error,
+            state=new_state, changed=desired != current, variables=variables,
+        ), new_userdata
+
+    namespace, queries = rule_namespace(policy, shared, inputs)
+    read = names_read(policy.scaling_rule)
+    # a rule that does not parse reads nothing here: the sandbox reports its syntax error
+    missing = [q for q in queries if inputs.query_results.get(q) is None
+               and read is not None and q in read]
+    missing_note = ""
+    if missing:
+        what = (f"query {missing[0]} returned" if len(missing) == 1
+                else f"queries {', '.join(missing)} returned")
+        if policy.options.get(ON_MISSING_DATA) != "evaluate":
+            return finish(current, f"hold at {current}: {what} no data")
+        missing_note = f" ({what} no data; evaluated anyway, the rule saw None)"
+
+    result = evaluate(policy.scaling_rule, {**namespace, **variables, "m_userdata": userdata},
+                      list(outputs), timeout=timeout)
+    if result.error is not None:
+        err = result.error
+        where = f" on line {err.line}" if err.line else ""
+        return finish(current, f"hold at {current}: the rule failed with a {err.kind} error"
+                               f"{where}: {err.message}", result.log, str(err))
+    out = result.outputs
+    new_userdata = out.get("m_userdata")
+    low, high = policy.min_instances, policy.max_instances
+
+    todrop = out.get("m_nodes_todrop") if policy.target_kind == "node_group" else None
+    if todrop:
+        if not isinstance(todrop, list) or not all(isinstance(t, str) for t in todrop):
+            message = f"m_nodes_todrop must be a list of node names or addresses, got {todrop!r}"
+            return finish(current, f"hold at {current}: {message}", result.log,
+                          f"output: {message}")
+        drop, unknown = _match_nodes(todrop, variables["m_nodes"])
+        kept = drop[:max(0, count_in - low)]
+        desired = count_in - len(kept)
+        why = (f"the rule dropped {', '.join(kept)}" if kept
+               else "the rule asked to drop nodes")
+        if len(kept) < len(drop):
+            why += (f" (not {', '.join(drop[len(kept):])}: that would go below "
+                    f"min_instances {low})")
+        if unknown:
+            why += f"; ignored {', '.join(unknown)}: not a node of {policy.target}"
+        return finish(desired, f"{_verb(current, desired)}: {why}{missing_note}", result.log,
+                      drop=kept, new_userdata=new_userdata)
+
+    value = out.get(count_var)
+    whole = _whole(value)
+    if whole is None:
+        message = f"{count_var} must be a whole number, got {value!r}"
+        return finish(current, f"hold at {current}: {message}", result.log,
+                      f"output: {message}")
+    limited = apply_limits(current, whole, low=low, high=high, options=policy.options,
+                           state=state.limits, now=inputs.now)
+    new_state.limits = limited.state
+    desired = limited.desired
+    why = (f"the rule kept {count_var} at {whole}" if whole == count_in
+           else f"the rule set {count_var} to {whole}")
+    for note in limited.notes:
+        why += f", {note}"
+    if current != count_in:
+        why += f"; the current size {current} is outside {low}..{high}"
+    return finish(desired, f"{_verb(current, desired)}: {why}{missing_note}", result.log,
+                  new_userdata=new_userdata)
+
+
+def rule_namespace(policy: ScalingPolicy, shared: SharedNamespace,
+                   inputs: TickInputs) -> tuple[dict[str, Any], list[str]]:
+    """Constants, query results and alerts a rule sees (own first, then borrowed names), and
+    the names of the queries among them."""
+    constants = dict(policy.constants)
+    queries = {name: inputs.query_results.get(name) for name in policy.queries}
+    alerts = {name: name in inputs.firing_alerts for name in _alert_names(policy.alerts)}
+    shared_alerts = _alert_names(shared.alerts)
+    for name in policy.borrowed:
+        if name in constants or name in queries or name in alerts:
+            continue
+        if name in shared.queries:
+            queries[name] = inputs.query_results.get(name)
+        elif name in shared_alerts:
+            alerts[name] = name in inputs.firing_alerts
+        elif name in shared.constants:
+            constants[name] = shared.constants[name]
+    return {**constants, **queries, **alerts}, list(queries)
+
+
+@lru_cache(maxsize=256)
+def names_read(rule: str) -> frozenset[str] | None:
+    """Names the rule loads anywhere, or None if it does not parse (the sandbox reports it)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(rule)
+    except (SyntaxError, ValueError):
+        return None
+    return frozenset(n.id for n in ast.walk(tree)
+                     if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load))
+
+
+def _node_variables(policy: ScalingPolicy, inputs: TickInputs, state: TargetState,
+                    ) -> tuple[dict[str, Any], int, TargetState]:
+    nodes = [dict(n) for n in inputs.nodes.get(policy.target, [])]
+    current = _first(state.last_count, inputs.live_counts.get(policy.target), len(nodes))
+    count = _clamp(current, policy)
+    # stable: the group has as many Ready nodes as its target; the clock restarts whenever the
+    # group becomes stable again or its node count moved while it stayed stable
+    stable_since: float | None = None
+    if len(nodes) == count:
+        stable_since = state.stable_since
+        if stable_since is None or state.previous_node_count != len(nodes):
+            stable_since = inputs.now
+    variables = {
+        "m_nodes": nodes,
+        "m_node_count": count,
+        "m_nodes_todrop": [],
+        "m_time_when_node_count_changed": stable_since if stable_since is not None else 0,
+        "m_time_since_node_count_changed":
+            inputs.now - stable_since if stable_since is not None else 0,
+    }
+    return variables, current, TargetState(None, stable_since, len(nodes), state.limits)
+
+
+def _workload_variables(policy: ScalingPolicy, inputs: TickInputs, state: TargetState,
+                        group_of_workload: GroupOfWorkload | None,
+                        ) -> tuple[dict[str, Any], int]:
+    groups = list(policy.hosts) or list(inputs.nodes)
+    nodes = [dict(n) for g in groups for n in inputs.nodes.get(g, [])]
+    group = group_of_workload(policy) if group_of_workload else (groups[-1] if groups else None)
+    node_count = 0
+    if group is not None:
+        node_count = _first(inputs.live_counts.get(group), None,
+                            len(inputs.nodes.get(group, [])))
+    current = _first(inputs.live_counts.get(policy.target), state.last_count,
+                     policy.min_instances)
+    variables = {
+        "m_nodes": nodes,
+        "m_node_count": node_count,
+        "m_container_count": _clamp(current, policy),
+    }
+    return variables, current
+
+
+def _match_nodes(todrop: list[str], nodes: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The IDs of existing nodes named (by ID or address) in todrop, and the unknown names."""
+    by_key: dict[str, str] = {}
+    for node in nodes:
+        ident = str(node.get("ID"))
+        by_key[ident] = ident
+        if node.get("Addr"):
+            by_key.setdefault(str(node["Addr"]), ident)
+    found: list[str] = []
+    unknown: list[str] = []
+    for name in todrop:
+        ident = by_key.get(name)
+        if ident is None:
+            unknown.append(name)
+        elif ident not in found:
+            found.append(ident)
+    return found, unknown
+
+
+def _alert_names(alerts: list[dict[str, Any]]) -> list[str]:
+    return [a["alert"] for a in alerts if isinstance(a.get("alert"), str)]
+
+
+def _first(*values: int | None) -> int:
+    return next(v for v in values if v is not None)
+
+
+def _clamp(count: int, policy: ScalingPolicy) -> int:
+    return min(max(count, policy.min_instances), policy.max_instances)
+
+
+def _whole(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _verb(current: int, desired: int) -> str:
+    if desired > current:
+        return f"scale out {current} -> {desired}"
+    if desired < current:
+        return f"scale in {current} -> {desired}"
+    return f"hold at {current}"
