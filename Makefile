@@ -46,6 +46,7 @@ demo: venv
 	@$(VENV)/bin/micado validate examples/broken/stressng_broken.yaml || test $$? -eq 2
 
 bench: venv
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,max,rounds
 
 clean:
