@@ -171,11 +171,27 @@ def check_rule(source: str) -> ast.Module:
         raise RuleRejected("syntax", exc.msg, exc.lineno) from None
     except ValueError as exc:  # null bytes
         raise RuleRejected("syntax", str(exc), None) from None
-    _Checker().visit(tree)
-    tree = _Rewriter().visit(tree)
+    except RecursionError:  # e.g. 1+1+...+1 or ------1 deeper than the parser's stack
+        raise RuleRejected("recursion", _TOO_DEEP, None) from None
+    try:
+        _Checker().visit(tree)
+        tree = _Rewriter().visit(tree)
+    except RecursionError:  # the visitors recurse once per nesting level
+        raise RuleRejected("recursion", _TOO_DEEP, None) from None
     return ast.fix_missing_locations(tree)
+
+
+_TOO_DEEP = "the rule nests too deeply to be checked"
 
 
 def compile_rule(source: str) -> object:
     """A code object for the checked and rewritten rule."""
-    return compile(check_rule(source), "<rule>", "exec")
+    tree = check_rule(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return compile(tree, "<rule>", "exec")
+    except SyntaxError as exc:  # found only by the compiler: 'break' outside loop, *a = ...
+        raise RuleRejected("syntax", exc.msg, exc.lineno) from None
+    except RecursionError:
+        raise RuleRejected("recursion", _TOO_DEEP, None) from None

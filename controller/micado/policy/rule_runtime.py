@@ -44,8 +44,11 @@ def _check_number(value: Any) -> Any:
 
 def safe_pow(base: Any, exponent: Any) -> Any:
     """`**` without the multi-gigabyte integers `10**10**10` would build."""
+    # |base| >= 2**(bit_length-1), so the result has more than (bit_length-1)*exponent bits:
+    # refused without computing; anything below that bound is at most twice the limit (cheap)
+    # and checked exactly afterwards (2**4000 is allowed, 2**4097 and 10**1300 are not)
     if (isinstance(base, int) and isinstance(exponent, int) and exponent > 0
-            and abs(base) > 1 and abs(base).bit_length() * exponent > MAX_INT_BITS + 64):
+            and abs(base) > 1 and (abs(base).bit_length() - 1) * exponent > MAX_INT_BITS):
         raise RuleLimit("value", f"{base} ** {exponent} is too large (over {MAX_INT_BITS} bits)")
     return _check_number(base ** exponent)
 
@@ -82,17 +85,31 @@ class _Time:
 
 
 class _Log:
+    """What the rule printed, as lines: print(..., sep=, end=) as Python prints them."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.chars = 0
+        self._partial = ""  # printed with an `end` that did not finish the line (yet)
 
     def print(self, *args: Any, sep: Any = " ", end: Any = "\n", **_: Any) -> None:
         text = str(sep if sep is not None else " ").join(str(a) for a in args)
+        text += str(end if end is not None else "\n")
         self.chars += len(text)
-        if len(self.lines) >= MAX_LOG_LINES or self.chars > MAX_LOG_CHARS:
+        *complete, partial = (self._partial + text).split("\n")
+        lines = len(self.lines) + len(complete) + (1 if partial else 0)
+        if lines > MAX_LOG_LINES or self.chars > MAX_LOG_CHARS:
             raise RuleLimit("output", f"the rule printed more than {MAX_LOG_LINES} lines or "
                                       f"{MAX_LOG_CHARS} characters")
-        self.lines.append(text)
+        self.lines.extend(complete)
+        self._partial = partial
+
+    def finish(self) -> list[str]:
+        """The lines, with a last line that was printed without a newline."""
+        if self._partial:
+            self.lines.append(self._partial)
+            self._partial = ""
+        return self.lines
 
 
 def _builtins(log: _Log) -> dict[str, Any]:
@@ -183,8 +200,8 @@ def evaluate_here(code: str, inputs: dict[str, Any], outputs: list[str],
     finally:
         signal.setitimer(signal.ITIMER_PROF, 0)
     if error is not None:
-        return {"outputs": {}, "log": log.lines, "error": error}
-    return {"outputs": result, "log": log.lines, "error": None}
+        return {"outputs": {}, "log": log.finish(), "error": error}
+    return {"outputs": result, "log": log.finish(), "error": None}
 
 
 def serve(connection: Any, memory_bytes: int) -> None:
@@ -204,11 +221,21 @@ def serve(connection: Any, memory_bytes: int) -> None:
             request = connection.recv()
         except (EOFError, OSError):
             return
+        except MemoryError:
+            connection.send({"outputs": {}, "log": [], "error": ("memory", "out of memory", None)})
+            continue
+        except Exception as exc:  # an input that pickles but cannot be rebuilt here
+            connection.send({"outputs": {}, "log": [], "error": (
+                "input", f"the inputs cannot be passed to the sandbox: {exc}", None)})
+            continue
         code, inputs, outputs, cpu_seconds = request
         try:
             reply = evaluate_here(code, inputs, outputs, cpu_seconds)
         except MemoryError:
             reply = {"outputs": {}, "log": [], "error": ("memory", "out of memory", None)}
+        except _CpuExceeded:  # the timer fired just as the rule's own error was being reported
+            reply = {"outputs": {}, "log": [], "error": (
+                "cpu", f"the rule used more than {cpu_seconds:g} s of CPU time", None)}
         try:
             connection.send(reply)
         except Exception as exc:  # e.g. a log line that cannot be sent

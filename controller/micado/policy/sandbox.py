@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from . import rule_runtime
@@ -100,24 +101,32 @@ class SandboxPool:
 
     def evaluate(self, code: str, inputs: dict[str, Any], outputs: list[str], *,
                  timeout: float = 1.0) -> RuleResult:
+        # pickled before a worker is taken: inputs that cannot be pickled (a lambda, a lock,
+        # a local object: PicklingError, TypeError or AttributeError) cost no worker
+        try:
+            request = ForkingPickler.dumps((code, inputs, list(outputs), timeout))
+        except Exception as exc:
+            return RuleResult(error=RuleError(
+                "input", f"the inputs cannot be passed to the sandbox: {exc}"))
         worker = self._idle.get()
         # the CPU timer in the worker fires at `timeout`; the wall clock gets some grace so that
         # a busy loop on a loaded machine is still reported as CPU, and a C-level stall (which
         # the CPU timer cannot interrupt) as a timeout
         deadline = time.monotonic() + 2 * timeout + WALL_GRACE
         try:
-            worker.connection.send((code, inputs, list(outputs), timeout))
+            worker.connection.send_bytes(request)
             reply = _receive(worker.connection, deadline)
         except TimeoutError:
             self._discard(worker)
             return RuleResult(error=RuleError(
                 "timeout", f"the rule took longer than {timeout:g} s (wall clock)"))
-        except (OSError, EOFError, ValueError, TypeError, pickle.PicklingError) as exc:
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:
             self._discard(worker)
-            kind = "input" if isinstance(exc, TypeError | ValueError | pickle.PicklingError) \
-                else "crashed"
             return RuleResult(error=RuleError(
-                kind, f"the sandbox could not run the rule: {exc or type(exc).__name__}"))
+                "crashed", f"the sandbox could not run the rule: {exc or type(exc).__name__}"))
+        except BaseException:  # e.g. KeyboardInterrupt while waiting: never leak a busy worker
+            self._discard(worker)
+            raise
         error = reply.get("error")
         if error is not None and error[0] == "memory":
             self._discard(worker)  # a worker that ran out of memory is not trusted again
