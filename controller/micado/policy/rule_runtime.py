@@ -74,6 +74,24 @@ def safe_format(template: Any, *args: Any, **kwargs: Any) -> Any:
     return template.format(*args, **kwargs)
 
 
+def instances_for_deadline(remaining: Any, seconds_per_item: Any, seconds_left: Any,
+                           limit: Any = None) -> int | None:
+    """Instances needed to finish `remaining` items of `seconds_per_item` each (per instance)
+    within `seconds_left`: the deadline-driven queue arithmetic MiCADO's cqueue demo does by
+    hand. None when an input is None (a query with no data); capped at `limit` if given."""
+    if remaining is None or seconds_per_item is None or seconds_left is None:
+        return None
+    if remaining <= 0:
+        return 0
+    if seconds_left <= 0:
+        if limit is None:
+            raise RuleLimit("value", "the deadline has passed with work remaining; pass a limit "
+                                     "to get the most instances instead")
+        return int(limit)
+    needed = math.ceil(remaining * seconds_per_item / seconds_left)
+    return needed if limit is None else min(needed, int(limit))
+
+
 class _Time:
     """What `time` is inside a rule: time.time() and nothing else (no sleep)."""
 
@@ -120,7 +138,8 @@ def _builtins(log: _Log) -> dict[str, Any]:
         allowed[name] = getattr(builtins, name)
     allowed.update({
         "print": log.print, "ceil": math.ceil, "floor": math.floor, "sqrt": math.sqrt,
-        "log": math.log, "exp": math.exp, "time": _Time(), "None": None, "True": True,
+        "log": math.log, "exp": math.exp, "time": _Time(),
+        "instances_for_deadline": instances_for_deadline, "None": None, "True": True,
         "False": False,
         # exceptions a rule's error may name
         "ArithmeticError": ArithmeticError,
