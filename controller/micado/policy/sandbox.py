@@ -27,7 +27,7 @@ from . import rule_runtime
 
 DEFAULT_MEMORY = 64 * 1024 * 1024
 DEFAULT_WORKERS = 2
-WALL_GRACE = 0.25
+WALL_GRACE = 0.5
 START_TIMEOUT = 30.0
 READY = rule_runtime.READY
 
@@ -112,7 +112,7 @@ class SandboxPool:
         # the CPU timer in the worker fires at `timeout`; the wall clock gets some grace so that
         # a busy loop on a loaded machine is still reported as CPU, and a C-level stall (which
         # the CPU timer cannot interrupt) as a timeout
-        deadline = time.monotonic() + 2 * timeout + WALL_GRACE
+        deadline = time.monotonic() + 3 * timeout + WALL_GRACE
         try:
             worker.connection.send_bytes(request)
             reply = _receive(worker.connection, deadline)
@@ -176,7 +176,7 @@ def evaluate(code: str, inputs: dict[str, Any], outputs: list[str], *,
     """Run `code` with `inputs` as its variables and return the named `outputs`.
 
     Never raises for anything the rule does: `.error` says what went wrong. `timeout` is the
-    rule's CPU time limit; the wall clock is cut at twice that plus a quarter second (a stall the
-    CPU timer cannot see, e.g. a long C-level loop), and that worker is replaced.
+    rule's CPU time limit; the wall clock is cut at three times that plus half a second (a
+    stall the CPU timer cannot see, e.g. a long C-level loop), and that worker is replaced.
     """
     return _default.get().evaluate(code, inputs, outputs, timeout=timeout)
