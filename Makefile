@@ -42,6 +42,11 @@ demo: venv
 		out=$(DEMO_OUT)/$$(basename $$adt .yaml); \
 		echo "== micado render $$adt -o $$out"; $(VENV)/bin/micado render "$$adt" -o "$$out"; \
 	done
+	@echo "== micado simulate: MiCADO's stressng and nginx rules, closed loop on a modelled cluster"
+	$(VENV)/bin/micado simulate examples/micado/stressng_nova.yaml \
+		--scenario examples/scenarios/stressng.yaml -o $(DEMO_OUT)/stressng-simulation.html
+	$(VENV)/bin/micado simulate examples/micado/nginx_ec2.yaml \
+		--scenario examples/scenarios/nginx.yaml -o $(DEMO_OUT)/nginx-simulation.html
 	@echo "== a broken ADT: every problem with its path, exit code 2"
 	@$(VENV)/bin/micado validate examples/broken/stressng_broken.yaml || test $$? -eq 2
 

@@ -175,3 +175,42 @@ def rule_eval(rule_file: Path, inputs_file: Path, outputs: str | None, timeout: 
         sys.exit(EXIT_RULE_FAILED)
     click.echo(json.dumps({"outputs": result.outputs, "log": result.log}, indent=2,
                           sort_keys=True))
+
+
+@main.command()
+@_ADT
+@_PARAMS
+@click.option("--scenario", "scenario_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Scenario YAML: load curve, cluster model, query and alert expressions.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write an HTML report (table and SVG plot) to this file.")
+@click.option("--all-ticks", is_flag=True, help="Print every tick, not only changes.")
+def simulate(adt: Path, params: tuple[str, ...], scenario_file: Path, output: Path | None,
+             all_ticks: bool) -> None:
+    """Run the ADT's scaling rules against a simulated load and cluster, tick by tick."""
+    from .simulate import ScenarioError, html_report, load_scenario, table_lines
+    from .simulate import simulate as run_simulation
+
+    app = _compile(adt, params, None)
+    try:
+        scenario = load_scenario(scenario_file)
+        result = run_simulation(app.plan, scenario)
+    except ScenarioError as exc:
+        count = len(exc.problems)
+        click.echo(f"{scenario_file}: {count} error{'s' if count != 1 else ''}", err=True)
+        for path, message in exc.problems:
+            click.echo(f"  {path}: {message}", err=True)
+        sys.exit(EXIT_INVALID)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for line in table_lines(result, all_rows=all_ticks):
+        click.echo(line)
+    if output is not None:
+        try:
+            output.write_text(html_report(result, title=f"micado simulate: {adt.name} with "
+                                                        f"{scenario_file.name}",
+                                          description=scenario.description), encoding="utf-8")
+        except OSError as exc:
+            raise click.FileError(str(output), hint=str(exc)) from None
+        click.echo(f"wrote {output}")
