@@ -69,6 +69,7 @@ class Decision:
     state: TargetState  # the state to persist for the next tick
     changed: bool  # desired != current
     variables: dict[str, Any] = field(default_factory=dict)  # m_* inputs given to the rule
+    dry_run: bool = False  # the policy's dry_run: actuators record the decision, never act
 
 
 def decide(
@@ -103,10 +104,13 @@ def decide(
                error: str | None = None, drop: list[str] | None = None,
                new_userdata: Any = userdata) -> tuple[Decision, Any]:
         new_state.last_count = desired
+        dry_run = bool(policy.options.get("dry_run", False))
+        if dry_run and desired != current:
+            reason += " (dry run: recorded, not applied)"
         return Decision(
             target=policy.target, kind=policy.target_kind, current=current, desired=desired,
             nodes_to_drop=drop or [], reason=reason, log=list(log or []), error=error,
-            state=new_state, changed=desired != current, variables=variables,
+            state=new_state, changed=desired != current, variables=variables, dry_run=dry_run,
         ), new_userdata
 
     namespace, queries = rule_namespace(policy, shared, inputs)

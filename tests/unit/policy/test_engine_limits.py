@@ -47,3 +47,10 @@ def test_schedule_minimum_overrides_a_quiet_rule() -> None:
     decision, _ = decide(policy, shared, _tick(monday_9, 1), TargetState(), None)
     assert decision.desired == 4
     assert "the schedule's minimum" in decision.reason
+
+
+def test_dry_run_decides_and_says_it_will_not_act() -> None:
+    policy, shared = _container_policy("m_container_count = 4", dry_run=True)
+    decision, _ = decide(policy, shared, _tick(0.0, 1), TargetState(), None)
+    assert decision.dry_run and decision.desired == 4
+    assert decision.reason.endswith("(dry run: recorded, not applied)")
