@@ -776,11 +776,12 @@ def svg_plot(result: SimulationResult, width: int = 900, height: int = 360) -> s
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} '
                          f'points="{" ".join(points)}"/>')
         legend.append((f"{name} ready (dashed: desired)", colour, ""))
-    for i, (label, colour, _) in enumerate(legend):
-        lx = left + 10 + i * 220
+    lx = left + 10
+    for label, colour, _ in legend:
         parts.append(f'<line x1="{lx}" x2="{lx + 20}" y1="{top + 12}" y2="{top + 12}" '
                      f'stroke="{colour}" stroke-width="3"/><text x="{lx + 24}" '
                      f'y="{top + 16}">{html.escape(label)}</text>')
+        lx += 40 + 7 * len(label)  # room for the text at the plot's font size
     parts.append("</svg>")
     return "\n".join(parts)
 
