@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import PathPart, Problems
-from ..topology import NodeTemplate, Topology
+from ..topology import NodeTemplate, Requirement, Topology
 
 P = "tosca.nodes.MiCADO."
 DOCKER = P + "Container.Application.Docker"
@@ -29,6 +30,17 @@ _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 Path = tuple[PathPart, ...]
+
+
+def required_nodes(topology: Topology, node: NodeTemplate, name: str,
+                   ) -> Iterator[tuple[Requirement, NodeTemplate]]:
+    """The `name` requirements of a node, with the node template each one points at."""
+    for requirement in node.requirements:
+        if requirement.name != name or requirement.node is None:
+            continue
+        target = topology.nodes.get(requirement.node)
+        if target is not None:
+            yield requirement, target
 
 
 def is_container(topology: Topology, node: NodeTemplate) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import Problems
 from ..topology import NodeTemplate, Topology
-from .nodes import COMPUTE, EDGE
+from .nodes import COMPUTE, EDGE, required_nodes
 
 COMPUTE_KEY = "micado.eu/node_type"
 EDGE_KEY = "kubernetes.io/hostname"
@@ -21,12 +21,7 @@ def hosts_of(topology: Topology, node: NodeTemplate,
     """The host node names, and the label values to match per affinity key."""
     hosts: list[str] = []
     values: dict[str, list[str]] = {COMPUTE_KEY: [], EDGE_KEY: []}
-    for requirement in node.requirements:
-        if requirement.name != "host" or requirement.node is None:
-            continue
-        target = topology.nodes.get(requirement.node)
-        if target is None:
-            continue
+    for requirement, target in required_nodes(topology, node, "host"):
         if topology.is_a(target, COMPUTE):
             key, value = COMPUTE_KEY, target.name
         elif topology.is_a(target, EDGE):

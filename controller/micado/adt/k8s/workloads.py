@@ -27,6 +27,7 @@ from .nodes import (
     is_init,
     is_pod,
     namespace_of,
+    required_nodes,
     user_inputs,
 )
 from .placement import hosts_of, node_affinity
@@ -86,12 +87,7 @@ def _container_references(topology: Topology, problems: Problems) -> dict[str, l
     for node in topology.nodes.values():
         if not (is_container(topology, node) or is_pod(topology, node)):
             continue
-        for requirement in node.requirements:
-            if requirement.name != "container" or requirement.node is None:
-                continue
-            target = topology.nodes.get(requirement.node)
-            if target is None:
-                continue
+        for requirement, target in required_nodes(topology, node, "container"):
             if target.name == node.name or not topology.is_a(target, DOCKER):
                 problems.error(requirement.path, f"{target.name!r} is not a container this pod "
                                                  f"can hold (a {DOCKER} node)")
@@ -119,11 +115,8 @@ def _plan(topology: Topology, node: NodeTemplate, containers: list[NodeTemplate]
     if kind is None:
         return None
     plan = PodPlan(node, kind, list(containers))
-    for requirement in node.requirements:
-        target = topology.nodes.get(requirement.node or "")
-        if requirement.name != "container" or target is None or target.name == node.name:
-            continue
-        if not topology.is_a(target, DOCKER):
+    for _, target in required_nodes(topology, node, "container"):
+        if target.name == node.name or not topology.is_a(target, DOCKER):
             continue  # reported with the references
         group = plan.inits if is_init(topology, target) else plan.containers
         if all(t.name != target.name for t in group):
