@@ -1,0 +1,361 @@
+"""Prometheus source for the controller: queries, alerts, rule files and scrape targets.
+
+I/O only, no decisions. Query semantics follow MiCADO: a query that fails for any reason (no
+data, NaN, a PromQL error, an unreachable or slow Prometheus) yields ``None``; the policy engine
+decides what a missing input means. Nothing here raises on a Prometheus failure except the
+rule-file validation, whose errors name the offending file.
+
+- `PrometheusSource`: instant queries (`query`, `query_labels`, `query_all` concurrently, one
+  timeout each), firing alerts of MiCADO rule groups, `healthy()`.
+- `RuleFiles`: one Prometheus rule file per app (``<app_id>.rules.yml``, group
+  ``micado-<app_id>``), written atomically, checked with ``promtool check rules`` when promtool is
+  on PATH; `reload(url)` asks Prometheus to re-read them (needs ``--web.enable-lifecycle``).
+- `ScrapeTargets`: file-based service discovery files (``<app_id>.json``) this module owns;
+  prometheus.yml is never edited.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
+
+log = logging.getLogger(__name__)
+
+GROUP_PREFIX = "micado-"
+APP_LABEL = "micado_app"
+_APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
+_MAX_WORKERS = 8
+
+
+class RuleFileError(ValueError):
+    """A rule file Prometheus would reject (raised before it replaces the live file)."""
+
+
+def _check_app_id(app_id: str) -> str:
+    if not isinstance(app_id, str) or not _APP_ID.match(app_id) or app_id in (".", ".."):
+        raise ValueError(f"app id {app_id!r}: expected letters, digits, '.', '_' or '-'")
+    return app_id
+
+
+class PrometheusSource:
+    """Instant queries and alert state from one Prometheus server."""
+
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = float(timeout)
+        # No retries: a dead Prometheus must cost one timeout at most, not a backoff series.
+        self._prom = PrometheusConnect(
+            url=self.url, disable_ssl=True, retry=Retry(total=0), timeout=self.timeout
+        )
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def _result(self, expr: str, timeout: float | None) -> Any:
+        timeout = self.timeout if timeout is None else float(timeout)
+        # The server-side timeout stops an expensive query; the HTTP timeout a dead server.
+        return self._prom.custom_query(expr, params={"timeout": f"{timeout:g}s"}, timeout=timeout)
+
+    def query(self, expr: str, timeout: float | None = None) -> float | None:
+        """The first sample's value; None on no data, NaN, a PromQL error or a timeout."""
+        try:
+            result = self._result(expr, timeout)
+        except Exception as exc:  # requests, HTTP status, JSON: all mean "no value"
+            log.warning("prometheus query %r failed: %s", expr, exc)
+            return None
+        return _first_value(result)
+
+    def query_labels(self, expr: str, label: str, timeout: float | None = None) -> list[str] | None:
+        """Values of `label` over the series `expr` returns (MiCADO's ``[expr, label]``).
+
+        An empty list when no series matches (e.g. no node to drop); None on an error.
+        Series without the label are left out.
+        """
+        try:
+            result = self._result(expr, timeout)
+        except Exception as exc:
+            log.warning("prometheus query %r failed: %s", expr, exc)
+            return None
+        if not isinstance(result, list):
+            return None
+        values = []
+        for series in result:
+            metric = series.get("metric") if isinstance(series, dict) else None
+            if isinstance(metric, dict) and label in metric:
+                values.append(str(metric[label]))
+        return values
+
+    def query_all(
+        self, queries: Mapping[str, str | list], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Run MiCADO queries concurrently: ``name: expr`` or ``name: [expr, label]``.
+
+        Each query has its own timeout and failure; a failed or malformed one maps to None
+        and never affects the others.
+        """
+        if not queries:
+            return {}
+        results: dict[str, Any] = {}
+        workers = min(_MAX_WORKERS, len(queries))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prom-query") as pool:
+            futures = {
+                name: pool.submit(self._one, spec, timeout) for name, spec in queries.items()
+            }
+            for name, future in futures.items():
+                try:
+                    results[name] = future.result()
+                except Exception as exc:  # _one never raises; belt and braces
+                    log.warning("prometheus query %s failed: %s", name, exc)
+                    results[name] = None
+        return results
+
+    def _one(self, spec: str | list, timeout: float | None) -> Any:
+        if isinstance(spec, str):
+            return self.query(spec, timeout)
+        if (
+            isinstance(spec, list | tuple)
+            and len(spec) == 2
+            and all(isinstance(part, str) for part in spec)
+        ):
+            return self.query_labels(spec[0], spec[1], timeout)
+        log.warning("prometheus query %r: expected an expression or [expression, label]", spec)
+        return None
+
+    # -- alerts and health -------------------------------------------------------------------
+
+    def firing_alerts(self, rule_group_prefix: str = GROUP_PREFIX) -> set[str]:
+        """Names of the alerts firing in rule groups whose name starts with the prefix.
+
+        For one app pass ``micado-<app_id>`` (see `group_name`); the match on the group name is
+        exact when the prefix is a full group name of an existing group. Uses ``/api/v1/rules``
+        (the alert entries of ``/api/v1/alerts`` carry no group). Empty on any error.
+        """
+        try:
+            response = requests.get(
+                f"{self.url}/api/v1/rules", params={"type": "alert"}, timeout=self.timeout
+            )
+            response.raise_for_status()
+            groups = response.json()["data"]["groups"]
+        except Exception as exc:
+            log.warning("prometheus alerts unavailable: %s", exc)
+            return set()
+        names = set()
+        for group in groups:
+            if not str(group.get("name", "")).startswith(rule_group_prefix):
+                continue
+            for rule in group.get("rules", []):
+                if rule.get("type") == "alerting" and rule.get("state") == "firing":
+                    names.add(rule["name"])
+        return names
+
+    def firing_alerts_of_app(self, app_id: str) -> set[str]:
+        """Firing alerts of exactly one app (from ``/api/v1/alerts``, by the app label)."""
+        try:
+            response = requests.get(f"{self.url}/api/v1/alerts", timeout=self.timeout)
+            response.raise_for_status()
+            alerts = response.json()["data"]["alerts"]
+        except Exception as exc:
+            log.warning("prometheus alerts unavailable: %s", exc)
+            return set()
+        return {
+            alert["labels"]["alertname"]
+            for alert in alerts
+            if alert.get("state") == "firing"
+            and alert.get("labels", {}).get(APP_LABEL) == app_id
+            and "alertname" in alert.get("labels", {})
+        }
+
+    def healthy(self) -> bool:
+        try:
+            response = requests.get(f"{self.url}/-/healthy", timeout=self.timeout)
+        except requests.RequestException:
+            return False
+        return response.ok
+
+    def close(self) -> None:
+        self._prom._session.close()
+
+
+def _first_value(result: Any) -> float | None:
+    """Value of the first sample of an instant-query result (vector, scalar or string)."""
+    raw: Any = None
+    if isinstance(result, list) and result:
+        first = result[0]
+        if isinstance(first, dict):  # vector: [{"metric": {...}, "value": [ts, "v"]}, ...]
+            value = first.get("value")
+            if isinstance(value, list) and len(value) == 2:
+                raw = value[1]
+        elif len(result) == 2:  # scalar or string: [ts, "v"]
+            raw = result[1]
+    if raw is None:
+        return None
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+# -- files Prometheus reads ------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def group_name(app_id: str) -> str:
+    return GROUP_PREFIX + _check_app_id(app_id)
+
+
+class RuleFiles:
+    """Prometheus alerting-rule files, one per app, in a directory Prometheus loads (``*.yml``).
+
+    Temp files start with a dot and end in ``.tmp``, so a ``*.yml`` glob never sees them.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], promtool: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.promtool = promtool if promtool is not None else shutil.which("promtool")
+
+    def path(self, app_id: str) -> Path:
+        return self.directory / f"{_check_app_id(app_id)}.rules.yml"
+
+    def render(self, app_id: str, alerts: Iterable[Mapping[str, Any]]) -> str:
+        """The rule file text for an app's policy alerts (MiCADO ``{alert, expr, for}``)."""
+        rules = []
+        for index, alert in enumerate(alerts):
+            name, expr = alert.get("alert"), alert.get("expr")
+            if not isinstance(name, str) or not name:
+                raise RuleFileError(f"app {app_id}: alerts[{index}].alert must be a name")
+            if not isinstance(expr, str | int | float) or isinstance(expr, bool):
+                raise RuleFileError(f"app {app_id}: alert {name}: expr must be a PromQL string")
+            rule: dict[str, Any] = {"alert": name, "expr": str(expr)}
+            if alert.get("for") is not None:
+                rule["for"] = str(alert["for"])
+            labels = {str(k): str(v) for k, v in dict(alert.get("labels") or {}).items()}
+            labels[APP_LABEL] = app_id
+            rule["labels"] = labels
+            if alert.get("annotations"):
+                rule["annotations"] = {
+                    str(k): str(v) for k, v in dict(alert["annotations"]).items()
+                }
+            rules.append(rule)
+        document = {"groups": [{"name": group_name(app_id), "rules": rules}]}
+        return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+
+    def write(self, app_id: str, alerts: Iterable[Mapping[str, Any]]) -> Path:
+        """Write (or replace) the app's rule file; RuleFileError if promtool rejects it."""
+        text = self.render(app_id, alerts)
+        self.check(app_id, text)
+        path = self.path(app_id)
+        _atomic_write(path, text)
+        return path
+
+    def check(self, app_id: str, text: str) -> None:
+        """`promtool check rules` on the text when promtool is available; else nothing."""
+        if not self.promtool:
+            return
+        with tempfile.NamedTemporaryFile(
+            "w", suffix=".rules.yml", prefix=f"{app_id}.", encoding="utf-8"
+        ) as handle:
+            handle.write(text)
+            handle.flush()
+            try:
+                done = subprocess.run(
+                    [self.promtool, "check", "rules", handle.name],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise RuleFileError(f"app {app_id}: promtool check rules failed: {exc}") from exc
+        if done.returncode != 0:
+            output = (done.stderr + "\n" + done.stdout).replace(handle.name, f"{app_id} rules")
+            lines = [line.strip() for line in output.splitlines()]
+            detail = "; ".join(
+                line
+                for line in lines
+                if line and line != "FAILED:" and not line.startswith("Check")
+            )
+            raise RuleFileError(f"app {app_id}: Prometheus rejects the alerts: {detail}")
+
+    def remove(self, app_id: str) -> bool:
+        """Remove the app's rule file; True if there was one."""
+        path = self.path(app_id)
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+        return existed
+
+    @staticmethod
+    def reload(url: str, timeout: float = 10.0) -> bool:
+        """POST ``/-/reload``; True when Prometheus accepted (needs --web.enable-lifecycle)."""
+        try:
+            response = requests.post(f"{url.rstrip('/')}/-/reload", timeout=timeout)
+        except requests.RequestException as exc:
+            log.warning("prometheus reload failed: %s", exc)
+            return False
+        if not response.ok:
+            log.warning(
+                "prometheus reload: HTTP %s %s", response.status_code, response.text.strip()
+            )
+        return response.ok
+
+
+class ScrapeTargets:
+    """File-based service discovery files (``<app_id>.json``) in a directory this class owns."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def path(self, app_id: str) -> Path:
+        return self.directory / f"{_check_app_id(app_id)}.json"
+
+    def write(
+        self,
+        app_id: str,
+        targets: Iterable[str],
+        labels: Mapping[str, str] | None = None,
+    ) -> Path:
+        """Write the app's targets (``host:port``); Prometheus picks them up without reload."""
+        targets = [str(target) for target in targets]
+        for target in targets:
+            if not target or any(ch.isspace() for ch in target) or "/" in target:
+                raise ValueError(f"app {app_id}: scrape target {target!r}: expected host:port")
+        merged = {str(k): str(v) for k, v in dict(labels or {}).items()}
+        merged[APP_LABEL] = app_id
+        text = json.dumps([{"targets": targets, "labels": merged}], indent=2) + "\n"
+        path = self.path(app_id)
+        _atomic_write(path, text)
+        return path
+
+    def remove(self, app_id: str) -> bool:
+        path = self.path(app_id)
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+        return existed
