@@ -1,0 +1,318 @@
+"""The Kubernetes actuator: reads nodes and replicas, scales, applies and prunes. I/O only.
+
+Requests go through the official client's `ApiClient` (kubeconfig, TLS, bearer tokens) as plain
+REST calls on dicts, so one code path serves every kind the ADT compiler may emit (including
+custom resources, found by discovery) and one place handles errors and retries:
+
+* an API error raises `ClusterError(status, reason, message)`, the message taken from the
+  server's `Status` object;
+* transient failures (429, 5xx, connection errors) are retried with exponential backoff,
+  `attempts` times in all, sleeping `base_delay * 2**n` capped at `max_delay` in between.
+
+Every request the actuator sends is idempotent (apply, set replicas, delete), so a retry after
+a lost response is safe; a delete that finds the object gone counts as done.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from .adt.k8s.labels import INSTANCE, MANAGED_BY, MANAGER, NAME
+from .adt.model import Workload
+
+NODE_TYPE_LABEL = "micado.eu/node_type"
+FIELD_MANAGER = "micado"
+SCALABLE_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+
+# kind -> (apiVersion, plural, namespaced): what the compiler emits, and what prune looks at.
+# Other kinds are found by discovery when applied.
+KNOWN_KINDS: dict[str, tuple[str, str, bool]] = {
+    "Namespace": ("v1", "namespaces", False),
+    "PersistentVolume": ("v1", "persistentvolumes", False),
+    "PersistentVolumeClaim": ("v1", "persistentvolumeclaims", True),
+    "ConfigMap": ("v1", "configmaps", True),
+    "Secret": ("v1", "secrets", True),
+    "Service": ("v1", "services", True),
+    "Pod": ("v1", "pods", True),
+    "Deployment": ("apps/v1", "deployments", True),
+    "StatefulSet": ("apps/v1", "statefulsets", True),
+    "DaemonSet": ("apps/v1", "daemonsets", True),
+    "Job": ("batch/v1", "jobs", True),
+}
+# applied in this order (dependencies first); unknown kinds go last
+APPLY_ORDER = ("Namespace", "PersistentVolume", "PersistentVolumeClaim", "ConfigMap", "Secret",
+               "Service", "Deployment", "StatefulSet", "DaemonSet", "Job", "Pod")
+
+
+class ClusterError(Exception):
+    """A Kubernetes API request failed: `status` is the HTTP code (None: no response)."""
+
+    def __init__(self, status: int | None, reason: str, message: str, request: str = ""):
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.request = request
+        where = f" ({request})" if request else ""
+        super().__init__(f"Kubernetes API {status or 'unreachable'} {reason}: {message}{where}")
+
+
+@dataclass(frozen=True)
+class Resource:
+    api_version: str
+    plural: str
+    namespaced: bool
+    kind: str
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = f"/api/{self.api_version}" if "/" not in self.api_version \
+            else f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        return base + (f"/{quote(name, safe='')}" if name else "")
+
+
+def _key(obj: dict[str, Any], default_namespace: str = "") -> tuple[str, str, str]:
+    meta = obj.get("metadata") or {}
+    return obj["kind"], meta.get("namespace") or default_namespace, meta["name"]
+
+
+class Cluster:
+    """One Kubernetes cluster, reached through a configured `kubernetes.client.ApiClient`."""
+
+    def __init__(self, api_client: k8s.ApiClient, *, attempts: int = 5, base_delay: float = 0.5,
+                 max_delay: float = 8.0, timeout: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.api = api_client
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.timeout = timeout
+        self._sleep = sleep
+        self._resources: dict[tuple[str, str], Resource] = {}
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None, context: str | None = None,
+                        **options: Any) -> Cluster:
+        """A Cluster from a kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."""
+        return cls(k8s_config.new_client_from_config(config_file=path, context=context),
+                   **options)
+
+    # ------------------------------------------------------------------ reads
+    def group_nodes(self, group: str) -> list[dict[str, str]]:
+        """MiCADO's `m_nodes` for a node group: Ready, schedulable, untainted nodes."""
+        nodes = self._request("GET", "/api/v1/nodes",
+                              query={"labelSelector": f"{NODE_TYPE_LABEL}={group}"})
+        result = []
+        for node in nodes.get("items") or []:
+            labels = (node.get("metadata") or {}).get("labels") or {}
+            if labels.get(NODE_TYPE_LABEL) != group or not _usable(node):
+                continue
+            result.append({"ID": node["metadata"]["name"], "Addr": _address(node)})
+        return result
+
+    def live_replicas(self, app_id: str, workloads: Iterable[Workload]) -> dict[str, int]:
+        """spec.replicas of the app's Deployments/StatefulSets, keyed by ADT node name.
+
+        Found by the compiler's labels (instance=<app_id>, name=<node>) in each workload's
+        namespace; a workload not found (or of another kind) is absent from the result.
+        """
+        result: dict[str, int] = {}
+        listed: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for workload in workloads:
+            plural = SCALABLE_KINDS.get(workload.kind)
+            if plural is None:
+                continue
+            where = (workload.namespace, plural)
+            if where not in listed:
+                resource = self._resource("apps/v1", workload.kind)
+                listed[where] = self._request(
+                    "GET", resource.path(workload.namespace),
+                    query={"labelSelector": f"{INSTANCE}={app_id}"}).get("items") or []
+            found = [item for item in listed[where]
+                     if ((item.get("metadata") or {}).get("labels") or {}).get(NAME)
+                     == workload.node]
+            if not found:
+                continue
+            # two objects from one node: prefer the one with the compiled name
+            best = next((i for i in found if i["metadata"].get("name") == workload.name),
+                        found[0])
+            replicas = (best.get("spec") or {}).get("replicas")
+            result[workload.node] = 1 if replicas is None else int(replicas)
+        return result
+
+    # ------------------------------------------------------------------ writes
+    def scale(self, workload: Workload, replicas: int) -> int:
+        """Set a Deployment's or StatefulSet's replicas (scale subresource); returns the old."""
+        if workload.kind not in SCALABLE_KINDS:
+            raise ValueError(f"{workload.kind} {workload.name!r} cannot be scaled "
+                             f"(only {', '.join(SCALABLE_KINDS)})")
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise ValueError(f"replicas must be a non-negative integer, not {replicas!r}")
+        path = self._resource("apps/v1", workload.kind).path(
+            workload.namespace, workload.name) + "/scale"
+        current = self._request("GET", path)
+        previous = int((current.get("spec") or {}).get("replicas") or 0)
+        if previous != replicas:
+            self._request("PATCH", path, body={"spec": {"replicas": replicas}},
+                          content_type="application/merge-patch+json")
+        return previous
+
+    def apply(self, manifests: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Server-side apply (field manager `micado`, conflicts forced); returns the objects."""
+        ordered = sorted(manifests, key=_apply_rank)
+        applied = []
+        for manifest in ordered:
+            resource = self._resource(manifest["apiVersion"], manifest["kind"])
+            meta = manifest.get("metadata") or {}
+            namespace = (meta.get("namespace") or "default") if resource.namespaced else None
+            body = manifest
+            if namespace and meta.get("namespace") != namespace:
+                body = {**manifest, "metadata": {**meta, "namespace": namespace}}
+            applied.append(self._request(
+                "PATCH", resource.path(namespace, meta["name"]),
+                query={"fieldManager": FIELD_MANAGER, "force": "true"},
+                body=body, content_type="application/apply-patch+yaml"))
+        return applied
+
+    def prune(self, app_id: str, keep: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]:
+        """Delete the app's objects (instance=<app_id>, managed-by=micado) not in `keep`.
+
+        `keep` is the manifests that stay (usually what was just applied). Objects owned by
+        another object (a Deployment's pods) are left to Kubernetes' garbage collector.
+        Returns (kind, namespace, name) of what was deleted.
+        """
+        keep = list(keep)
+        kept = set()
+        kinds = dict.fromkeys(KNOWN_KINDS)
+        for manifest in keep:
+            resource = self._resource(manifest["apiVersion"], manifest["kind"])
+            kept.add(_key(manifest, "default" if resource.namespaced else ""))
+            kinds[manifest["kind"]] = None
+        selector = f"{INSTANCE}={app_id},{MANAGED_BY}={MANAGER}"
+        deleted = []
+        for kind in kinds:
+            api_version = KNOWN_KINDS[kind][0] if kind in KNOWN_KINDS else next(
+                m["apiVersion"] for m in keep if m["kind"] == kind)
+            resource = self._resource(api_version, kind)
+            items = self._request("GET", resource.path(),
+                                  query={"labelSelector": selector}).get("items") or []
+            for item in items:
+                meta = item.get("metadata") or {}
+                key = (kind, meta.get("namespace") or "", meta["name"])
+                if key in kept or meta.get("ownerReferences"):
+                    continue
+                self._delete(resource, key[1] or None, key[2])
+                deleted.append(key)
+        return deleted
+
+    def delete_app(self, app_id: str) -> list[tuple[str, str, str]]:
+        """Delete every object of the app; returns what was deleted."""
+        return self.prune(app_id, keep=())
+
+    # ------------------------------------------------------------------ plumbing
+    def _delete(self, resource: Resource, namespace: str | None, name: str) -> None:
+        try:
+            self._request("DELETE", resource.path(namespace, name),
+                          body={"propagationPolicy": "Background"})
+        except ClusterError as e:
+            if e.status != 404:  # already gone (maybe deleted by a retried request)
+                raise
+
+    def _resource(self, api_version: str, kind: str) -> Resource:
+        cached = self._resources.get((api_version, kind))
+        if cached is not None:
+            return cached
+        known = KNOWN_KINDS.get(kind)
+        if known is not None and known[0] == api_version:
+            resource = Resource(api_version, known[1], known[2], kind)
+        else:
+            base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+            listing = self._request("GET", base)
+            found = next((r for r in listing.get("resources") or []
+                          if r.get("kind") == kind and "/" not in r.get("name", "")), None)
+            if found is None:
+                raise ClusterError(404, "NotFound",
+                                   f"the server does not serve {kind} in {api_version}")
+            resource = Resource(api_version, found["name"], bool(found.get("namespaced")), kind)
+        self._resources[api_version, kind] = resource
+        return resource
+
+    def _request(self, method: str, path: str, *, query: dict[str, str] | None = None,
+                 body: Any = None, content_type: str = "application/json") -> dict[str, Any]:
+        """One REST call with retries; the decoded JSON response."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        _, url, headers, _, _ = self.api.param_serialize(
+            method, path, query_params=list((query or {}).items()), header_params=headers,
+            auth_settings=["BearerToken"])
+        what = f"{method} {path}"
+        for attempt in range(self.attempts):
+            try:
+                response = self.api.call_api(method, url, header_params=dict(headers), body=body,
+                                             _request_timeout=self.timeout)
+                response.read()
+                if 200 <= response.status < 300:
+                    return json.loads(response.data or b"{}")
+                error = _api_error(response.status, response.reason, response.data, what)
+            except ApiException as e:  # raised by the client before a response (e.g. TLS)
+                error = _api_error(e.status or None, e.reason or "", e.body, what)
+            except urllib3.exceptions.HTTPError as e:  # refused, reset, timed out
+                error = ClusterError(None, type(e).__name__, str(e), what)
+            transient = error.status is None or error.status in TRANSIENT_STATUSES
+            if not transient or attempt == self.attempts - 1:
+                raise error
+            self._sleep(min(self.max_delay, self.base_delay * 2 ** attempt))
+        raise AssertionError("unreachable")
+
+
+def _api_error(status: int | None, reason: str | None, data: Any, what: str) -> ClusterError:
+    message = ""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", "replace")
+    if data:
+        try:
+            parsed = json.loads(data)
+            message = parsed.get("message", "") if isinstance(parsed, dict) else ""
+            reason = (parsed.get("reason") if isinstance(parsed, dict) else None) or reason
+        except ValueError:
+            message = str(data)[:500]
+    return ClusterError(status, reason or "", message or reason or "", what)
+
+
+def _apply_rank(manifest: dict[str, Any]) -> int:
+    kind = manifest.get("kind")
+    return APPLY_ORDER.index(kind) if kind in APPLY_ORDER else len(APPLY_ORDER)
+
+
+def _usable(node: dict[str, Any]) -> bool:
+    spec = node.get("spec") or {}
+    if spec.get("unschedulable"):
+        return False
+    if any(t.get("effect") in BLOCKING_TAINT_EFFECTS for t in spec.get("taints") or []):
+        return False
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _address(node: dict[str, Any]) -> str:
+    addresses = (node.get("status") or {}).get("addresses") or []
+    internal = [a["address"] for a in addresses if a.get("type") == "InternalIP"]
+    if internal:
+        return internal[0]
+    return addresses[0]["address"] if addresses else ""
