@@ -27,10 +27,9 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from .adt.k8s.labels import INSTANCE, MANAGED_BY, MANAGER, NAME
+from .adt.k8s.labels import INSTANCE, MANAGED_BY, MANAGER, NAME, NODE_TYPE
 from .adt.model import Workload
 
-NODE_TYPE_LABEL = "micado.eu/node_type"
 FIELD_MANAGER = "micado"
 SCALABLE_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -116,11 +115,11 @@ class Cluster:
     def group_nodes(self, group: str) -> list[dict[str, str]]:
         """MiCADO's `m_nodes` for a node group: Ready, schedulable, untainted nodes."""
         nodes = self._request("GET", "/api/v1/nodes",
-                              query={"labelSelector": f"{NODE_TYPE_LABEL}={group}"})
+                              query={"labelSelector": f"{NODE_TYPE}={group}"})
         result = []
         for node in nodes.get("items") or []:
             labels = (node.get("metadata") or {}).get("labels") or {}
-            if labels.get(NODE_TYPE_LABEL) != group or not _usable(node):
+            if labels.get(NODE_TYPE) != group or not _usable(node):
                 continue
             result.append({"ID": node["metadata"]["name"], "Addr": _address(node)})
         return result

@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import AdtError, Problems
 from .k8s import translate
+from .k8s.labels import NAME
 from .k8s_schema import KUBERNETES_VERSION, has_schema, manifest_errors
 from .model import CompiledApp, Plan
 from .nodegroups import edge_nodes, node_groups
@@ -20,7 +21,6 @@ from .policies import compile_policies
 from .topology import TT, read_topology
 
 _APP_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-NAME_LABEL = "app.kubernetes.io/name"
 
 
 def app_id_from_filename(path: str | Path) -> str:
@@ -61,7 +61,7 @@ def _check_schema(manifests: list[dict[str, Any]], nodes: Mapping[str, Any], ver
                   problems: Problems) -> None:
     for manifest in manifests:
         metadata = manifest.get("metadata") or {}
-        node = (metadata.get("labels") or {}).get(NAME_LABEL)
+        node = (metadata.get("labels") or {}).get(NAME)
         path = (TT, "node_templates", node) if node in nodes else (TT, "node_templates")
         what = f"{manifest.get('kind')} {metadata.get('name')!r}"
         if not has_schema(manifest, version):

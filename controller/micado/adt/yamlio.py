@@ -86,7 +86,11 @@ _no_timestamps()
 
 def load_yaml(text: str) -> Any:
     """Parse one YAML document; raises yaml.YAMLError with a line and column on bad input."""
-    return yaml.load(text, Loader=_StrictLoader)
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except UnicodeError as exc:  # e.g. a lone surrogate in text given through the API
+        raise yaml.YAMLError(f"the text is not valid Unicode ({exc.reason}) at character "
+                             f"{getattr(exc, 'start', '?')}") from None
 
 
 def describe_yaml_error(exc: yaml.YAMLError) -> str:

@@ -244,3 +244,9 @@ def test_a_bad_value_is_reported_once() -> None:
     """)
     assert errors == ["topology_template.node_templates.web.properties.args: must be a list, "
                       "got a string ('--verbose')"]
+
+
+def test_text_that_is_not_unicode_is_an_error() -> None:
+    with pytest.raises(AdtError) as exc:
+        compile_adt(adt(WEB) + "# \udd5a\n")
+    assert "not valid Unicode" in str(exc.value)

@@ -13,6 +13,8 @@ INSTANCE = "app.kubernetes.io/instance"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 VERSION = "app.kubernetes.io/version"
 MANAGER = "micado"
+# on every node of a VM group (set by the worker's k3s join): what placement and scaling select on
+NODE_TYPE = "micado.eu/node_type"
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 

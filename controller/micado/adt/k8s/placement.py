@@ -10,9 +10,10 @@ from typing import Any
 
 from ..errors import Problems
 from ..topology import NodeTemplate, Topology
+from .labels import NODE_TYPE
 from .nodes import COMPUTE, EDGE, required_nodes
 
-COMPUTE_KEY = "micado.eu/node_type"
+COMPUTE_KEY = NODE_TYPE
 EDGE_KEY = "kubernetes.io/hostname"
 
 
