@@ -124,6 +124,19 @@ class Cluster:
             result.append({"ID": node["metadata"]["name"], "Addr": _address(node)})
         return result
 
+    def nodes_by_group(self) -> dict[str, list[dict[str, str]]]:
+        """`group_nodes` for every group at once: one list call serves all apps of a tick."""
+        nodes = self._request("GET", "/api/v1/nodes")
+        groups: dict[str, list[dict[str, str]]] = {}
+        for node in nodes.get("items") or []:
+            group = ((node.get("metadata") or {}).get("labels") or {}).get(NODE_TYPE)
+            if group is None:
+                continue
+            members = groups.setdefault(group, [])
+            if _usable(node):
+                members.append({"ID": node["metadata"]["name"], "Addr": _address(node)})
+        return groups
+
     def live_replicas(self, app_id: str, workloads: Iterable[Workload]) -> dict[str, int]:
         """spec.replicas of the app's Deployments/StatefulSets, keyed by ADT node name.
 
@@ -219,6 +232,56 @@ class Cluster:
                 deleted.append(key)
         return deleted
 
+    def plan_changes(self, app_id: str,
+                     manifests: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+        """What `apply` then `prune` would do, without doing it (reads only).
+
+        `create` when the object is absent, `update` when a field the manifest sets differs
+        from the live object, `unchanged` otherwise, `delete` for the app's objects that the
+        manifests no longer contain, and `conflict` (with its `owner`) for an object of the
+        same name that is not this app's (another app's, or made by hand).
+        """
+        manifests = sorted(manifests, key=_apply_rank)
+        changes = []
+        for manifest in manifests:
+            resource = self._resource(manifest["apiVersion"], manifest["kind"])
+            meta = manifest.get("metadata") or {}
+            namespace = (meta.get("namespace") or "default") if resource.namespaced else ""
+            try:
+                live = self._request("GET", resource.path(namespace or None, meta["name"]))
+            except ClusterError as e:
+                if e.status != 404:
+                    raise
+                action = "create"
+            else:
+                owner = ((live.get("metadata") or {}).get("labels") or {}).get(INSTANCE)
+                if owner != app_id:
+                    changes.append({"action": "conflict", "kind": manifest["kind"],
+                                    "namespace": namespace, "name": meta["name"],
+                                    "owner": owner or ""})
+                    continue
+                action = "unchanged" if _contains(live, manifest, ("metadata",)) and \
+                    _contains(live.get("metadata") or {}, _applied_meta(meta), ()) \
+                    else "update"
+            changes.append({"action": action, "kind": manifest["kind"],
+                            "namespace": namespace, "name": meta["name"]})
+        kept = {(c["kind"], c["namespace"], c["name"]) for c in changes}
+        selector = f"{INSTANCE}={app_id},{MANAGED_BY}={MANAGER}"
+        kinds = dict.fromkeys([*KNOWN_KINDS, *(m["kind"] for m in manifests)])
+        for kind in kinds:
+            api_version = KNOWN_KINDS[kind][0] if kind in KNOWN_KINDS else next(
+                m["apiVersion"] for m in manifests if m["kind"] == kind)
+            resource = self._resource(api_version, kind)
+            items = self._request("GET", resource.path(),
+                                  query={"labelSelector": selector}).get("items") or []
+            for item in items:
+                meta = item.get("metadata") or {}
+                key = (kind, meta.get("namespace") or "", meta["name"])
+                if key not in kept and not meta.get("ownerReferences"):
+                    changes.append({"action": "delete", "kind": kind, "namespace": key[1],
+                                    "name": key[2]})
+        return changes
+
     def delete_app(self, app_id: str) -> list[tuple[str, str, str]]:
         """Delete every object of the app; returns what was deleted."""
         return self.prune(app_id, keep=())
@@ -292,6 +355,23 @@ def _api_error(status: int | None, reason: str | None, data: Any, what: str) -> 
         except ValueError:
             message = str(data)[:500]
     return ClusterError(status, reason or "", message or reason or "", what)
+
+
+def _contains(live: Any, wanted: Any, skip: tuple[str, ...]) -> bool:
+    """True when every field of `wanted` (but the top-level keys in `skip`) is in `live`."""
+    if isinstance(wanted, dict):
+        if not isinstance(live, dict):
+            return False
+        return all(key in skip or (key in live and _contains(live[key], value, ()))
+                   for key, value in wanted.items())
+    if isinstance(wanted, list):
+        return (isinstance(live, list) and len(live) == len(wanted)
+                and all(_contains(a, b, ()) for a, b in zip(live, wanted, strict=True)))
+    return bool(live == wanted)
+
+
+def _applied_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if k in ("labels", "annotations")}
 
 
 def _apply_rank(manifest: dict[str, Any]) -> int:

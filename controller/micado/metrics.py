@@ -179,6 +179,23 @@ class PrometheusSource:
             and "alertname" in alert.get("labels", {})
         }
 
+    def alerts_by_app(self) -> dict[str, set[str]] | None:
+        """Firing alerts of every app (by the app label) from one ``/api/v1/alerts`` call;
+        None when Prometheus cannot be asked, so a caller can tell "down" from "quiet"."""
+        try:
+            response = requests.get(f"{self.url}/api/v1/alerts", timeout=self.timeout)
+            response.raise_for_status()
+            alerts = response.json()["data"]["alerts"]
+        except Exception as exc:
+            log.warning("prometheus alerts unavailable: %s", exc)
+            return None
+        firing: dict[str, set[str]] = {}
+        for alert in alerts:
+            labels = alert.get("labels") or {}
+            if alert.get("state") == "firing" and APP_LABEL in labels and "alertname" in labels:
+                firing.setdefault(labels[APP_LABEL], set()).add(labels["alertname"])
+        return firing
+
     def healthy(self) -> bool:
         try:
             response = requests.get(f"{self.url}/-/healthy", timeout=self.timeout)

@@ -32,7 +32,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +91,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX events_app ON events (app_id, event_id)",
         "CREATE INDEX events_ts ON events (ts)",
     ),
+    # 2: per-app tick (NULL: the controller's default) and a version bumped by every change
+    ("ALTER TABLE apps ADD COLUMN tick_seconds REAL",
+     "ALTER TABLE apps ADD COLUMN version INTEGER NOT NULL DEFAULT 1"),
 )
 
 
@@ -108,6 +111,8 @@ class App:
     reason: str | None
     created_at: float
     updated_at: float
+    tick_seconds: float | None = None
+    version: int = 1  # bumped by every change of the app
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,7 @@ class Store:
         params: dict[str, Any],
         plan_dict: dict[str, Any],
         status: str = "submitted",
+        tick_seconds: float | None = None,
     ) -> None:
         """Create or replace an app (keeps its created_at, target state and operations)."""
         self._check_status(status)
@@ -282,16 +288,18 @@ class Store:
         with self._tx() as c:
             c.execute(
                 """INSERT INTO apps (app_id, adt_source, params, plan, status, reason,
-                                     created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, NULL, ?, ?)
+                                     created_at, updated_at, tick_seconds)
+                   VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)
                    ON CONFLICT (app_id) DO UPDATE SET
                      adt_source = excluded.adt_source, params = excluded.params,
                      plan = excluded.plan, status = excluded.status, reason = NULL,
-                     updated_at = excluded.updated_at""",
-                (app_id, adt_source, params_s, plan_s, status, now, now),
+                     updated_at = excluded.updated_at, tick_seconds = excluded.tick_seconds,
+                     version = apps.version + 1""",
+                (app_id, adt_source, params_s, plan_s, status, now, now, tick_seconds),
             )
 
-    _APP_COLS = "app_id, adt_source, params, plan, status, reason, created_at, updated_at"
+    _APP_COLS = ("app_id, adt_source, params, plan, status, reason, created_at, updated_at, "
+                 "tick_seconds, version")
 
     @staticmethod
     def _app(row: tuple[Any, ...]) -> App:
@@ -316,7 +324,8 @@ class Store:
         self._check_status(status)
         with self._tx() as c:
             cur = c.execute(
-                "UPDATE apps SET status = ?, reason = ?, updated_at = ? WHERE app_id = ?",
+                "UPDATE apps SET status = ?, reason = ?, updated_at = ?, version = version + 1 "
+                "WHERE app_id = ?",
                 (status, reason, self._clock(), app_id),
             )
             if cur.rowcount == 0:
@@ -350,6 +359,62 @@ class Store:
                      updated_at = excluded.updated_at""",
                 (app_id, target, state_s, decision_s, self._clock()),
             )
+
+    def save_tick(
+        self,
+        app_id: str,
+        targets: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+        userdata: dict[str, Any] | None,
+        events: Sequence[tuple[str, str, Any]] = (),
+    ) -> None:
+        """One tick of an app in one transaction: target states with their decisions
+        (``target: (state, decision)``), ``m_userdata`` and events ``(kind, message, data)``.
+
+        One fsync per app per tick instead of one per row, and a crash leaves either the
+        whole tick or none of it.
+        """
+        rows = []
+        for target, (state, decision) in targets.items():
+            _require_dict(state, "target state")
+            _require_dict(decision, "last decision")
+            rows.append((target, _to_json(state, "target state"),
+                         _to_json(decision, "last decision")))
+        data_s = None if userdata is None else _to_json(userdata, "m_userdata")
+        event_rows = [(kind, message, None if data is None else _to_json(data, "event data"))
+                      for kind, message, data in events]
+        now = self._clock()
+        with self._tx() as c:
+            if c.execute("SELECT 1 FROM apps WHERE app_id = ?", (app_id,)).fetchone() is None:
+                return  # deleted while its tick ran: nothing to keep
+            c.executemany(
+                """INSERT INTO target_state (app_id, target, state, last_decision, updated_at)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (app_id, target) DO UPDATE SET
+                     state = excluded.state, last_decision = excluded.last_decision,
+                     updated_at = excluded.updated_at""",
+                [(app_id, t, st, d, now) for t, st, d in rows],
+            )
+            if data_s is not None:
+                c.execute(
+                    """INSERT INTO userdata (app_id, data, updated_at) VALUES (?, ?, ?)
+                       ON CONFLICT (app_id) DO UPDATE SET
+                         data = excluded.data, updated_at = excluded.updated_at""",
+                    (app_id, data_s, now),
+                )
+            c.executemany(
+                "INSERT INTO events (app_id, ts, kind, message, data) VALUES (?, ?, ?, ?, ?)",
+                [(app_id, now, kind, message, data) for kind, message, data in event_rows],
+            )
+
+    def delete_targets(self, app_id: str, keep: set[str]) -> int:
+        """Forget the state of targets that left the app (after an update)."""
+        with self._tx() as c:
+            rows = c.execute("SELECT target FROM target_state WHERE app_id = ?",
+                             (app_id,)).fetchall()
+            gone = [r[0] for r in rows if r[0] not in keep]
+            c.executemany("DELETE FROM target_state WHERE app_id = ? AND target = ?",
+                          [(app_id, t) for t in gone])
+            return len(gone)
 
     def load_target(self, app_id: str, target: str) -> TargetRecord | None:
         rows = self._read(
@@ -464,6 +529,20 @@ class Store:
             sql += " AND app_id = ?"
             args = (app_id,)
         return [self._op(r) for r in self._read(sql + " ORDER BY op_id", args)]
+
+    def latest_operations(self, app_id: str) -> dict[str, Operation]:
+        """The newest operation of each node group of an app (finished or not)."""
+        rows = self._read(
+            f"""SELECT {self._OP_COLS} FROM operations WHERE op_id IN
+                (SELECT MAX(op_id) FROM operations WHERE app_id = ? GROUP BY grp)""",
+            (app_id,),
+        )
+        return {op.group: op for op in map(self._op, rows)}
+
+    def app_versions(self) -> dict[str, tuple[str, int]]:
+        """``app_id: (status, version)`` of every app: a cheap way to notice changes."""
+        return {r[0]: (r[1], r[2])
+                for r in self._read("SELECT app_id, status, version FROM apps")}
 
     # -- events -------------------------------------------------------------------------------
 

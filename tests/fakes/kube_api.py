@@ -146,6 +146,10 @@ class FakeKubeApi:
         with self._lock:
             self._faults.extend([status] * times)
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
     def seed(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Store an object as if created (apiVersion and kind pick the resource)."""
         group, _version, plural, namespaced = self._resource_of(obj)

@@ -113,3 +113,21 @@ class CompiledApp:
     manifests: list[dict[str, Any]]
     plan: Plan
     warnings: list[Problem]
+
+
+def plan_from_dict(data: dict[str, Any]) -> Plan:
+    """The inverse of `Plan.to_dict()`: how the controller reads a stored plan back."""
+    groups = []
+    for group in data.get("node_groups", []):
+        group = dict(group)
+        group["contextualisation"] = Contextualisation(**group.get("contextualisation") or {})
+        groups.append(NodeGroup(**group))
+    return Plan(
+        app_id=data["app_id"],
+        workloads=[Workload(**w) for w in data.get("workloads", [])],
+        node_groups=groups,
+        edges=[EdgeNode(**e) for e in data.get("edges", [])],
+        policies=[ScalingPolicy(**p) for p in data.get("policies", [])],
+        shared=SharedNamespace(**data.get("shared") or {}),
+        outputs=dict(data.get("outputs") or {}),
+    )
