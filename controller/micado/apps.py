@@ -297,9 +297,10 @@ class AppManager:
         """Apply manifests (then prune), write the rule and target files, reload Prometheus."""
         app_id = compiled.app_id
         plan = compiled.plan
+        manifests = _keep_scaled_replicas(compiled, changes)
         try:
-            self.cluster.apply(compiled.manifests)
-            self.cluster.prune(app_id, compiled.manifests)
+            self.cluster.apply(manifests)
+            self.cluster.prune(app_id, manifests)
         except ClusterError as exc:
             raise ActuatorFailed(f"Kubernetes refused the app: {exc}") from None
         try:
@@ -425,6 +426,25 @@ class AppManager:
                          for p in plan.policies],
             "tick_seconds": tick or self.default_tick,
         }
+
+
+def _keep_scaled_replicas(compiled: CompiledApp,
+                          changes: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The manifests without `spec.replicas` for scaled workloads that already exist, so a
+    redeploy never resets what the policies scaled to (the ADT's count is the first size)."""
+    scaled = {(w.kind, w.namespace, w.name) for w in compiled.plan.workloads
+              if any(p.target == w.node for p in compiled.plan.policies)}
+    existing = {(c["kind"], c["namespace"], c["name"]) for c in changes
+                if c["action"] in ("update", "unchanged")}
+    manifests = []
+    for manifest in compiled.manifests:
+        meta = manifest.get("metadata") or {}
+        key = (manifest.get("kind"), meta.get("namespace") or "default", meta.get("name"))
+        spec = manifest.get("spec")
+        if key in scaled and key in existing and isinstance(spec, dict) and "replicas" in spec:
+            manifest = {**manifest, "spec": {k: v for k, v in spec.items() if k != "replicas"}}
+        manifests.append(manifest)
+    return manifests
 
 
 def _new_app_id(store: Store) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 import requests
 import yaml
 from prometheus_api_client import PrometheusConnect
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,17 @@ class PrometheusSource:
         self.url = url.rstrip("/")
         self.timeout = float(timeout)
         # No retries: a dead Prometheus must cost one timeout at most, not a backoff series.
+        # One keep-alive session for queries and alerts, pooled for the concurrent queries.
+        self._session = requests.Session()
         self._prom = PrometheusConnect(
-            url=self.url, disable_ssl=True, retry=Retry(total=0), timeout=self.timeout
+            url=self.url, disable_ssl=True, retry=Retry(total=0), timeout=self.timeout,
+            session=self._session,
         )
+        self._session.mount(self.url, HTTPAdapter(
+            max_retries=Retry(total=0), pool_connections=4, pool_maxsize=2 * _MAX_WORKERS))
+        # one pool for the source's lifetime: a pool per call costs a thread start per query
+        self._pool = ThreadPoolExecutor(max_workers=_MAX_WORKERS,
+                                        thread_name_prefix="prom-query")
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -109,18 +118,18 @@ class PrometheusSource:
         """
         if not queries:
             return {}
+        if len(queries) == 1:  # no thread hop for the common single-query policy
+            name, spec = next(iter(queries.items()))
+            return {name: self._one(spec, timeout)}
         results: dict[str, Any] = {}
-        workers = min(_MAX_WORKERS, len(queries))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prom-query") as pool:
-            futures = {
-                name: pool.submit(self._one, spec, timeout) for name, spec in queries.items()
-            }
-            for name, future in futures.items():
-                try:
-                    results[name] = future.result()
-                except Exception as exc:  # _one never raises; belt and braces
-                    log.warning("prometheus query %s failed: %s", name, exc)
-                    results[name] = None
+        futures = {name: self._pool.submit(self._one, spec, timeout)
+                   for name, spec in queries.items()}
+        for name, future in futures.items():
+            try:
+                results[name] = future.result()
+            except Exception as exc:  # _one never raises; belt and braces
+                log.warning("prometheus query %s failed: %s", name, exc)
+                results[name] = None
         return results
 
     def _one(self, spec: str | list, timeout: float | None) -> Any:
@@ -183,7 +192,7 @@ class PrometheusSource:
         """Firing alerts of every app (by the app label) from one ``/api/v1/alerts`` call;
         None when Prometheus cannot be asked, so a caller can tell "down" from "quiet"."""
         try:
-            response = requests.get(f"{self.url}/api/v1/alerts", timeout=self.timeout)
+            response = self._session.get(f"{self.url}/api/v1/alerts", timeout=self.timeout)
             response.raise_for_status()
             alerts = response.json()["data"]["alerts"]
         except Exception as exc:
@@ -204,7 +213,8 @@ class PrometheusSource:
         return response.ok
 
     def close(self) -> None:
-        self._prom._session.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._session.close()
 
 
 def _first_value(result: Any) -> float | None:

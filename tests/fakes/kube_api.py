@@ -18,6 +18,7 @@ import copy
 import itertools
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +63,7 @@ class Request:
     query: dict[str, str]
     content_type: str | None
     authorization: str | None = None
+    at: float = 0.0  # time.time() when it arrived
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -103,6 +105,7 @@ class FakeKubeApi:
         self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         self.requests: list[Request] = []
         self._faults: list[int] = []
+        self.write_delay = 0.0  # seconds every write waits before it is served
         self._versions = itertools.count(1)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -187,8 +190,11 @@ class FakeKubeApi:
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         with self._lock:
             self.requests.append(Request(method, parts.path, query, content_type,
-                                         authorization))
+                                         authorization, time.time()))
             fault = self._faults.pop(0) if self._faults else None
+            delay = self.write_delay if method in ("PATCH", "DELETE", "POST", "PUT") else 0.0
+        if delay:
+            time.sleep(delay)
         if fault is not None:
             return fault, _status(fault, f"injected failure {fault}")
         try:

@@ -210,3 +210,14 @@ def test_pause_and_resume_only_apply_to_running_apps(env: ControllerEnv) -> None
 def test_events_limit_is_checked(env: ControllerEnv) -> None:
     with pytest.raises(InvalidRequest):
         env.manager.events(limit=0)
+
+
+def test_an_update_keeps_the_replicas_the_policies_scaled_to(env: ControllerEnv) -> None:
+    env.manager.submit(WEB_ADT.read_text(), app_id="web")
+    assert env.fake_prometheus is not None
+    env.fake_prometheus.set('max(web_load{job="micado-apps"})', 0.5)
+    env.fake_prometheus.fire("web", "web_overloaded")
+    env.tick("web")
+    assert env.replicas("web") == 2
+    env.manager.update("web", WEB_ADT.read_text().replace("nginx:1.25", "nginx:1.27"))
+    assert env.replicas("web") == 2
