@@ -8,8 +8,9 @@ merge patches, and the `/scale` subresource of Deployments and StatefulSets. Err
 (503, 429, ...) to test retries; `requests` records what the client sent.
 
 Not a real API server: no validation, no admission, no controllers (status is whatever a test
-seeds), no watch, no field selectors, server-side apply replaces the applied fields instead of
-tracking field ownership.
+seeds), no watch, no field selectors, server-side apply replaces the applied object instead
+of tracking field ownership (except `spec.replicas` of scalable kinds, kept when the applied
+object leaves it out, as the real server does once /scale has set it).
 """
 
 from __future__ import annotations
@@ -308,6 +309,12 @@ class FakeKubeApi:
                 new = copy.deepcopy(patch)
                 if old is not None and "status" in old:
                     new["status"] = copy.deepcopy(old["status"])
+                # replicas set through /scale belong to another field manager: an apply that
+                # does not mention them keeps them, as on a real server
+                old_replicas = ((old or {}).get("spec") or {}).get("replicas")
+                if old_replicas is not None and plural in SCALABLE \
+                        and "replicas" not in (new.get("spec") or {}):
+                    new.setdefault("spec", {})["replicas"] = old_replicas
                 new["metadata"]["managedFields"] = [
                     {"manager": query["fieldManager"], "operation": "Apply"}]
             elif ctype in ("application/merge-patch+json",
