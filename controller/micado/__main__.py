@@ -1,0 +1,5 @@
+"""`python -m micado` is the `micado` command."""
+
+from .cli import main
+
+main()
