@@ -44,10 +44,10 @@ class Problems:
     items: list[Problem] = field(default_factory=list)
 
     def error(self, path: Sequence[PathPart], message: str) -> None:
-        self._add(Problem(tuple(path), message, "error"))
+        self._add(Problem(_clean(path), message, "error"))
 
     def warn(self, path: Sequence[PathPart], message: str) -> None:
-        self._add(Problem(tuple(path), message, "warning"))
+        self._add(Problem(_clean(path), message, "warning"))
 
     def extend(self, problems: Iterable[Problem]) -> None:
         for problem in problems:
@@ -77,3 +77,10 @@ class AdtError(Exception):
         self.errors = list(errors)
         self.warnings = list(warnings)
         super().__init__("\n".join(str(e) for e in self.errors))
+
+
+def _clean(path: Sequence[object]) -> tuple[PathPart, ...]:
+    """A YAML mapping key can be a number, a bool or null: paths hold only str and int."""
+    return tuple(part if isinstance(part, str) or (isinstance(part, int)
+                                                   and not isinstance(part, bool))
+                 else str(part) for part in path)

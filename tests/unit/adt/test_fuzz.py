@@ -480,3 +480,10 @@ FOUND_BY_FUZZING = {
 @pytest.mark.parametrize("text", list(FOUND_BY_FUZZING.values()), ids=list(FOUND_BY_FUZZING))
 def test_found_by_fuzzing(text: str) -> None:
     compile_or_report(text)
+
+
+def test_non_text_mapping_keys_are_reported_with_a_text_path() -> None:
+    """Found by the fuzzer: a float key in a policy's properties ended up in a problem path."""
+    text = EXAMPLES["stressng_nova.yaml"].replace(
+        "      properties:\n", "      properties:\n        1.5: x\n        true: y\n", 1)
+    compile_or_report(text)
