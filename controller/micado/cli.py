@@ -6,9 +6,13 @@ User errors (a bad ADT, a bad flag) end with a message and exit code 2, never a 
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -17,6 +21,10 @@ from .adt import AdtError, CompiledApp, app_id_from_filename, compile_adt
 from .adt.errors import Problem, format_path
 from .adt.inputs import parse_parameter
 from .adt.render import manifests_yaml, plan_yaml
+from .config import DEFAULT_CONFIG_PATH
+
+if TYPE_CHECKING:
+    from .client import ApiClient, ApiClientError
 
 EXIT_INVALID = 2
 EXIT_RULE_FAILED = 3
@@ -214,3 +222,358 @@ def simulate(adt: Path, params: tuple[str, ...], scenario_file: Path, output: Pa
         except OSError as exc:
             raise click.FileError(str(output), hint=str(exc)) from None
         click.echo(f"wrote {output}")
+
+
+# --- talking to the controller ---------------------------------------------------------------
+
+EXIT_FAILED = 1
+
+
+def _client_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--endpoint, --token-file, --client-config; the command gets a ready `ApiClient`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, endpoint: str | None, token_file: Path | None,
+                client_config: Path | None, **kwargs: Any) -> Any:
+        from .client import ApiClient, ApiClientError
+        from .config import ConfigError, load_client_config
+
+        try:
+            config = load_client_config(endpoint, token_file, client_config)
+        except ConfigError as exc:
+            for line in exc.problems:
+                click.echo(f"error: {line}", err=True)
+            sys.exit(EXIT_INVALID)
+        client = ApiClient(config.endpoint, config.token)
+        try:
+            return func(client, *args, **kwargs)
+        except ApiClientError as exc:
+            _report_api_error(exc)
+        finally:
+            client.close()
+
+    for option in reversed((
+        click.option("--endpoint", metavar="URL",
+                     help="Controller API URL (default: $MICADO_ENDPOINT, the client config, "
+                          "or http://127.0.0.1:8080)."),
+        click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="File holding the API token (default: $MICADO_TOKEN_FILE or the "
+                          "client config); must be readable by its owner only."),
+        click.option("--client-config", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Client config YAML with endpoint and token_file (default: "
+                          "~/.config/micado/client.yaml)."),
+    )):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _report_api_error(exc: ApiClientError, subject: str | None = None) -> NoReturn:
+    """One line with the controller's message, then every ADT error; exit 2 (4xx) or 1."""
+    click.echo(f"{subject or 'error'}: {exc.message}", err=True)
+    for problem in exc.errors:
+        click.echo(f"  {problem.get('path', '?')}: {problem.get('message', '')}", err=True)
+    for problem in exc.warnings:
+        click.echo(f"  warning: {problem.get('path', '?')}: {problem.get('message', '')}",
+                   err=True)
+    sys.exit(EXIT_INVALID if exc.is_client_error else EXIT_FAILED)
+
+
+_JSON = click.option("--json", "as_json", is_flag=True,
+                     help="Print the controller's answer as JSON.")
+_APP = click.argument("app")
+_TICK = click.option("--tick", "tick", type=click.FloatRange(0.5, 3600), metavar="SECONDS",
+                     help="Seconds between the app's scaling evaluations (default: the "
+                          "controller's).")
+_DRY_RUN = click.option("--dry-run", is_flag=True,
+                        help="Only show what would change; change nothing.")
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _read_adt(adt: Path) -> str:
+    try:
+        return adt.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.FileError(str(adt), hint=str(exc)) from None
+
+
+def _when(ts: float | None) -> str:
+    return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
+    cells = [tuple("" if v is None else str(v) for v in row) for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+    return ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+            for row in (headers, *cells)]
+
+
+def _print_submission(adt: Path, result: dict[str, Any]) -> None:
+    app_id = result.get("app_id")
+    changes = result.get("changes") or []
+    if result.get("dry_run"):
+        click.echo(f"{app_id}: dry run, nothing was changed; applying {adt} would "
+                   + ("change nothing" if not changes else "do:"))
+    else:
+        count = len(changes)
+        click.echo(f"{app_id}: {result.get('status')} ({count} object"
+                   f"{'s' if count != 1 else ''} changed, tick {result.get('tick_seconds'):g} s)")
+    for change in changes:
+        where = f"{change['namespace']}/" if change.get("namespace") else ""
+        click.echo(f"  {change.get('action')} {change.get('kind')} {where}{change.get('name')}")
+    for warning in result.get("warnings") or []:
+        click.echo(f"  warning: {warning.get('path')}: {warning.get('message')}", err=True)
+
+
+def _submit(client: ApiClient, adt: Path, call: Callable[[str], dict[str, Any]],
+            as_json: bool) -> None:
+    from .client import ApiClientError
+
+    try:
+        result = call(_read_adt(adt))
+    except ApiClientError as exc:
+        _report_api_error(exc, subject=str(adt) if exc.errors else None)
+    if as_json:
+        _echo_json(result)
+    else:
+        _print_submission(adt, result)
+
+
+@main.command()
+@_ADT
+@_PARAMS
+@click.option("--id", "app_id", metavar="APP",
+              help="Application id (default: from the file name, as validate and render use).")
+@_TICK
+@_DRY_RUN
+@_JSON
+@_client_options
+def start(client: ApiClient, adt: Path, params: tuple[str, ...], app_id: str | None,
+          tick: float | None, dry_run: bool, as_json: bool) -> None:
+    """Deploy an ADT on the controller and start scaling it."""
+    values = _parse_params(params)
+    chosen = app_id or app_id_from_filename(adt)
+    _submit(client, adt, lambda text: client.submit(
+        text, app_id=chosen, params=values, tick_seconds=tick, dry_run=dry_run), as_json)
+
+
+@main.command()
+@_APP
+@_ADT
+@_PARAMS
+@_TICK
+@_DRY_RUN
+@_JSON
+@_client_options
+def update(client: ApiClient, app: str, adt: Path, params: tuple[str, ...],
+           tick: float | None, dry_run: bool, as_json: bool) -> None:
+    """Apply a new version of a running app's ADT."""
+    values = _parse_params(params)
+    _submit(client, adt, lambda text: client.update(
+        app, text, params=values, tick_seconds=tick, dry_run=dry_run), as_json)
+
+
+@main.command()
+@_APP
+@_JSON
+@_client_options
+def stop(client: ApiClient, app: str, as_json: bool) -> None:
+    """Delete an app: its Kubernetes objects, node groups and scaling."""
+    result = client.delete(app)
+    if as_json:
+        _echo_json(result)
+        return
+    deleted = result.get("deleted") or []
+    if result.get("status") == "deleted":
+        click.echo(f"{app}: deleted ({len(deleted)} object{'s' if len(deleted) != 1 else ''})")
+    else:
+        click.echo(f"{app}: {result.get('status')}: {result.get('reason')} (the controller "
+                   "keeps retrying)")
+
+
+def _print_state(app: str, result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(f"{app}: {result.get('status')}")
+
+
+@main.command()
+@_APP
+@_JSON
+@_client_options
+def pause(client: ApiClient, app: str, as_json: bool) -> None:
+    """Stop scaling an app; it keeps running at its current size."""
+    _print_state(app, client.pause(app), as_json)
+
+
+@main.command()
+@_APP
+@_JSON
+@_client_options
+def resume(client: ApiClient, app: str, as_json: bool) -> None:
+    """Resume scaling a paused app."""
+    _print_state(app, client.resume(app), as_json)
+
+
+@main.command()
+@_JSON
+@_client_options
+def apps(client: ApiClient, as_json: bool) -> None:
+    """List the controller's apps."""
+    listed = client.list_apps()
+    if as_json:
+        _echo_json({"apps": listed})
+        return
+    if not listed:
+        click.echo("no apps")
+        return
+    for line in _table(("APP", "STATUS", "TICK", "UPDATED", "REASON"),
+                       [(a.get("app_id"), a.get("status"), f"{a.get('tick_seconds'):g}s",
+                         _when(a.get("updated_at")), a.get("reason") or "")
+                        for a in listed]):
+        click.echo(line)
+
+
+def _size(value: Any) -> str:
+    return "?" if value is None else str(value)
+
+
+def _target_reason(target: dict[str, Any]) -> str:
+    reason = str(target.get("reason") or "")
+    if target.get("error"):
+        reason += f" (error: {target['error']})"
+    if target.get("dry_run"):
+        reason += " (dry run: not applied)"
+    return reason
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    click.echo(f"{status.get('app_id')}: {status.get('status')}"
+               + (f" ({status['reason']})" if status.get("reason") else ""))
+    click.echo(f"  tick {status.get('tick_seconds'):g} s, last tick "
+               f"{_when(status.get('last_tick_at'))}")
+    inputs = status.get("inputs") or {}
+    if inputs:
+        click.echo("  inputs: " + ", ".join(f"{k} {v}" for k, v in sorted(inputs.items())))
+    targets = status.get("targets") or []
+    if targets:
+        for line in _table(("TARGET", "KIND", "CURRENT→DESIRED", "MIN..MAX", "REASON"),
+                           [(t.get("target"), t.get("kind"),
+                             f"{_size(t.get('current'))}→{_size(t.get('desired'))}",
+                             f"{t.get('min')}..{t.get('max')}", _target_reason(t))
+                            for t in targets]):
+            click.echo("  " + line)
+    else:
+        click.echo("  no scaling policies")
+    pending = status.get("pending_operations") or []
+    if pending:
+        click.echo("  pending operations:")
+        for op in pending:
+            line = (f"    #{op.get('op_id')} {op.get('group')} {op.get('kind')} -> "
+                    f"{op.get('desired')} since {_when(op.get('started_at'))}")
+            if op.get("why_pending"):
+                line += f": {op['why_pending']}"
+            click.echo(line)
+
+
+@main.command()
+@click.argument("app", required=False)
+@_JSON
+@_client_options
+def status(client: ApiClient, app: str | None, as_json: bool) -> None:
+    """One app's targets (current→desired and why) and pending operations, or all apps."""
+    from .client import ApiClientError
+
+    if app is not None:
+        result = client.status(app)
+        if as_json:
+            _echo_json(result)
+        else:
+            _print_status(result)
+        return
+    statuses = []
+    for summary in client.list_apps():
+        try:
+            statuses.append(client.status(summary["app_id"]))
+        except ApiClientError as exc:
+            if exc.status != 404:  # deleted between the two requests
+                raise
+    if as_json:
+        _echo_json({"apps": statuses})
+        return
+    if not statuses:
+        click.echo("no apps")
+        return
+    rows = [(s.get("app_id"), s.get("status"),
+             ", ".join(f"{t.get('target')} {_size(t.get('current'))}→"
+                       f"{_size(t.get('desired'))}" for t in s.get("targets") or []) or "-",
+             len(s.get("pending_operations") or []), s.get("reason") or "")
+            for s in statuses]
+    for line in _table(("APP", "STATUS", "TARGETS", "PENDING", "REASON"), rows):
+        click.echo(line)
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    return (f"#{event.get('id')}  {_when(event.get('ts'))}  {event.get('app_id') or '-'}  "
+            f"{event.get('kind')}  {event.get('message')}")
+
+
+@main.command()
+@click.option("--app", "app_id", metavar="APP", help="Only this app's events.")
+@click.option("--since", type=click.IntRange(min=0), metavar="ID",
+              help="Only events after this event id.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="At most this many events (per poll with --follow).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(0.05, 3600), default=2.0, hidden=True,
+              help="Seconds between polls with --follow.")
+@_JSON
+@_client_options
+def events(client: ApiClient, app_id: str | None, since: int | None, limit: int,
+           follow: bool, interval: float, as_json: bool) -> None:
+    """The controller's event log: submissions, decisions, actions, failures."""
+    batch = client.events(app_id=app_id, since=since, limit=limit)
+    if as_json and not follow:
+        _echo_json({"events": batch})
+        return
+    last = since
+    try:
+        while True:
+            for event in batch:
+                click.echo(json.dumps(event, sort_keys=True) if as_json else _event_line(event))
+                last = max(last or 0, int(event.get("id") or 0))
+            if not follow:
+                return
+            time.sleep(interval)
+            batch = client.events(app_id=app_id, since=last if last is not None else 0,
+                                  limit=limit)
+    except KeyboardInterrupt:
+        return
+
+
+@main.group()
+def controller() -> None:
+    """Run the controller daemon."""
+
+
+@controller.command("run")
+@click.option("--config", "config_file", default=str(DEFAULT_CONFIG_PATH),
+              show_default=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The controller's YAML configuration.")
+def controller_run(config_file: Path) -> None:
+    """Serve the REST API and run the control loop until SIGTERM/SIGINT."""
+    from .config import ConfigError, load_config
+
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        for line in exc.problems:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(EXIT_INVALID)
+    from . import daemon
+
+    sys.exit(daemon.run(config))

@@ -51,8 +51,9 @@ def run(config: ControllerConfig) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         token = ensure_token(config.token_file)
-        for directory in (config.state.parent, config.prometheus.rules_dir,
-                          config.prometheus.targets_dir):
+        # the state (ADTs may carry cloud credentials) is the controller's alone
+        Path(config.state.parent).mkdir(mode=0o700, parents=True, exist_ok=True)
+        for directory in (config.prometheus.rules_dir, config.prometheus.targets_dir):
             Path(directory).mkdir(parents=True, exist_ok=True)
         store = Store(config.state)
     except (TokenError, OSError, StoreError) as exc:
