@@ -128,7 +128,7 @@ class ControlLoop:
 
     def __init__(self, store: Store, prometheus: PrometheusSource, cluster: Cluster,
                  nodes: NodeActuator, telemetry: Telemetry, *, default_tick: float = 15.0,
-                 rule_timeout: float = 1.0, workers: int = 4, cache_ttl: float = 0.5,
+                 rule_timeout: float = 1.0, workers: int = 8, cache_ttl: float = 0.5,
                  clock: Callable[[], float] = time.time,
                  evaluate: Callable[..., Any] = sandbox_evaluate) -> None:
         self.store = store

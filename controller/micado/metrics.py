@@ -32,8 +32,9 @@ from typing import Any
 import requests
 import yaml
 from prometheus_api_client import PrometheusConnect
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from .http_pool import PooledSession
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +61,12 @@ class PrometheusSource:
         self.url = url.rstrip("/")
         self.timeout = float(timeout)
         # No retries: a dead Prometheus must cost one timeout at most, not a backoff series.
-        # One keep-alive session for queries and alerts, pooled for the concurrent queries.
-        self._session = requests.Session()
+        # One keep-alive pool for queries and alerts (see http_pool for why not requests).
+        self._session = PooledSession(maxsize=2 * _MAX_WORKERS)
         self._prom = PrometheusConnect(
-            url=self.url, disable_ssl=True, retry=Retry(total=0), timeout=self.timeout,
-            session=self._session,
+            url=self.url, retry=Retry(total=0), timeout=self.timeout,
+            session=self._session,  # type: ignore[arg-type]
         )
-        self._session.mount(self.url, HTTPAdapter(
-            max_retries=Retry(total=0), pool_connections=4, pool_maxsize=2 * _MAX_WORKERS))
         # one pool for the source's lifetime: a pool per call costs a thread start per query
         self._pool = ThreadPoolExecutor(max_workers=_MAX_WORKERS,
                                         thread_name_prefix="prom-query")
