@@ -6,13 +6,14 @@ STAMP := $(VENV)/.installed-stamp
 EXAMPLES := $(wildcard examples/micado/*.yaml)
 DEMO_OUT ?= build/demo
 
-.PHONY: help venv debian-packages test lint demo bench clean
+.PHONY: help venv debian-packages test lint demo bench bench-controller clean
 
 help:
 	@echo "make demo   validate and render MiCADO's example ADTs"
 	@echo "make test   set up what is needed and run the whole test suite"
 	@echo "make lint   ruff and yamllint"
 	@echo "make bench  run the benchmarks (not part of make test)"
+	@echo "make bench-controller  the controller's load and alert-latency benchmarks (~5 min)"
 
 venv: $(STAMP)
 
@@ -53,6 +54,10 @@ demo: venv
 bench: venv
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,max,rounds
+
+bench-controller: debian-packages venv
+	$(PY) benchmarks/bench_controller_load.py
+	$(PY) benchmarks/bench_alert_latency.py
 
 clean:
 	rm -rf build .pytest_cache .benchmarks

@@ -44,6 +44,7 @@ from controller_harness import (
     start_daemon,
     start_fake_kube,
     start_prometheus,
+    tree_pss_mb,
     tree_rss_mb,
 )
 
@@ -179,6 +180,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         cpu1 = {"daemon": cpu_seconds(daemon.pid), "prometheus": cpu_seconds(prometheus.pid)}
         after_metrics = daemon.metrics()
         final_daemon, final_tree = rss_mb(daemon.pid), tree_rss_mb(daemon.pid)
+        final_pss = tree_pss_mb(daemon.pid)
         hwm_daemon = rss_mb(daemon.pid, "VmHWM")
         _, window_requests = kube_requests(kube_url, since=kube_next)
         if daemon.process.poll() is not None:
@@ -208,7 +210,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "prometheus_cpu_cores": (cpu1["prometheus"] - cpu0["prometheus"]) / wall,
         "rss_mb": {"daemon_peak": peak_daemon, "daemon_final": final_daemon,
                    "daemon_hwm_since_start": hwm_daemon, "with_children_peak": peak_tree,
-                   "with_children_final": final_tree},
+                   "with_children_final": final_tree,
+                   "with_children_pss_final": final_pss},
         "ticks_done": ticks,
         "ticks_expected": expected,
         "mean_tick_seconds": delta("micado_tick_seconds_sum") / ticks if ticks else None,
@@ -233,6 +236,8 @@ def report(result: dict[str, Any]) -> str:
         ("RSS, daemon, final", f"{rss['daemon_final']:.1f} MiB", f"< {TARGET_RSS_MB:g} MB",
          rss["daemon_final"] < TARGET_RSS_MB),
         ("RSS, daemon + children, peak", f"{rss['with_children_peak']:.1f} MiB", "(info)", None),
+        ("PSS, daemon + children, final", f"{rss['with_children_pss_final']:.1f} MiB",
+         "< 150 MB", rss["with_children_pss_final"] < 150),
         ("RSS, daemon + children, final", f"{rss['with_children_final']:.1f} MiB", "(info)",
          None),
         ("ticks done / expected", f"{ticks:.0f} / {expected:.0f} ({ticks / expected:.1%})",

@@ -363,6 +363,22 @@ def tree_rss_mb(pid: int) -> float:
     return sum(rss_mb(member) for member in descendants(pid))
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size (shared pages split between the processes sharing them) in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def tree_pss_mb(pid: int) -> float:
+    """PSS of `pid` and its descendants: their real joint footprint, shared pages once."""
+    return sum(pss_mb(member) for member in descendants(pid))
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     model = ""
