@@ -91,7 +91,7 @@ class ControllerEnv:
     def close(self) -> None:
         self.store.close()
         self.prometheus.close()
-        self.cluster.api.close()
+        self.cluster.close()
 
     def restart(self) -> None:
         self.close()

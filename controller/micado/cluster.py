@@ -91,12 +91,17 @@ def _key(obj: dict[str, Any], default_namespace: str = "") -> tuple[str, str, st
 class Cluster:
     """One Kubernetes cluster, reached through a configured `kubernetes.client.ApiClient`."""
 
-    def __init__(self, api_client: k8s.ApiClient, *, attempts: int = 5, base_delay: float = 0.5,
-                 max_delay: float = 8.0, timeout: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, api_client: k8s.ApiClient | Callable[[], k8s.ApiClient], *,
+                 attempts: int = 5, base_delay: float = 0.5, max_delay: float = 8.0,
+                 timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        """`api_client` may be a factory, called until it succeeds (see `from_kubeconfig`)."""
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
-        self.api = api_client
+        if isinstance(api_client, k8s.ApiClient):
+            self._api: k8s.ApiClient | None = api_client
+            self._factory: Callable[[], k8s.ApiClient] | None = None
+        else:
+            self._api, self._factory = None, api_client
         self.attempts = attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -105,11 +110,34 @@ class Cluster:
         self._resources: dict[tuple[str, str], Resource] = {}
 
     @classmethod
-    def from_kubeconfig(cls, path: str | None = None, context: str | None = None,
-                        **options: Any) -> Cluster:
-        """A Cluster from a kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."""
-        return cls(k8s_config.new_client_from_config(config_file=path, context=context),
-                   **options)
+    def from_kubeconfig(cls, path: str | None = None, context: str | None = None, *,
+                        lazy: bool = False, **options: Any) -> Cluster:
+        """A Cluster from a kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
+
+        With `lazy`, a kubeconfig that cannot be read yet (k3s not started, file not written)
+        is read again at each request, which fails with a `ClusterError` saying why until it
+        works: the controller starts and reports Kubernetes as unavailable instead of exiting.
+        """
+        def load() -> k8s.ApiClient:
+            return k8s_config.new_client_from_config(config_file=path, context=context)
+
+        return cls(load if lazy else load(), **options)
+
+    @property
+    def api(self) -> k8s.ApiClient:
+        """The configured client; ClusterError while a lazy kubeconfig cannot be loaded."""
+        if self._api is None:
+            assert self._factory is not None
+            try:
+                self._api = self._factory()
+            except Exception as exc:  # the client raises several kinds for a bad kubeconfig
+                raise ClusterError(None, "NoKubeconfig",
+                                   f"the kubeconfig cannot be used: {exc}") from None
+        return self._api
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
 
     # ------------------------------------------------------------------ reads
     def group_nodes(self, group: str) -> list[dict[str, str]]:

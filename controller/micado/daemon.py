@@ -20,7 +20,7 @@ import uvicorn
 from .api import create_api
 from .apps import AppManager
 from .auth import TokenError, ensure_token
-from .cluster import Cluster
+from .cluster import Cluster, ClusterError
 from .config import ControllerConfig
 from .loop import ControlLoop
 from .metrics import PrometheusSource, RuleFiles, ScrapeTargets
@@ -59,16 +59,15 @@ def run(config: ControllerConfig) -> int:
     except (TokenError, OSError, StoreError) as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
+    # lazy: until the kubeconfig works (k3s still starting), apps hold and say why
+    cluster = Cluster.from_kubeconfig(
+        str(config.kubernetes.kubeconfig) if config.kubernetes.kubeconfig else None,
+        config.kubernetes.context, lazy=True, attempts=config.kubernetes.attempts,
+        timeout=config.kubernetes.timeout)
     try:
-        cluster = Cluster.from_kubeconfig(
-            str(config.kubernetes.kubeconfig) if config.kubernetes.kubeconfig else None,
-            config.kubernetes.context, attempts=config.kubernetes.attempts,
-            timeout=config.kubernetes.timeout)
-    except Exception as exc:  # the kubernetes client raises several kinds for a bad file
-        log.error("cannot use the kubeconfig %s: %s",
-                  config.kubernetes.kubeconfig or "(default)", exc)
-        store.close()
-        return EXIT_CONFIG
+        cluster.api  # noqa: B018 - read it now to log a problem at start
+    except ClusterError as exc:
+        log.warning("Kubernetes is not available yet (%s); retrying at every use", exc.message)
     prometheus = PrometheusSource(config.prometheus.url, config.prometheus.timeout)
     telemetry = Telemetry()
     nodes = UnconfiguredNodeActuator()
@@ -82,7 +81,7 @@ def run(config: ControllerConfig) -> int:
     finally:
         store.close()
         prometheus.close()
-        cluster.api.close()
+        cluster.close()
         log.info("stopped")
 
 

@@ -47,6 +47,7 @@ class Daemon:
     targets_dir: Path
     tick_seconds: float = 2.0
     port: int = field(default_factory=free_port)
+    write_kubeconfig: bool = True  # False: the kubeconfig does not exist (k3s not started)
     process: subprocess.Popen | None = None
     starts: int = 0
 
@@ -75,9 +76,10 @@ class Daemon:
             "prometheus": {"url": self.prometheus_url, "timeout": 2,
                            "rules_dir": str(self.rules_dir),
                            "targets_dir": str(self.targets_dir)},
-            "kubernetes": {"kubeconfig": str(write_kubeconfig(self.root / "kubeconfig",
-                                                              self.kube_url)),
-                           "attempts": 3},
+            "kubernetes": {"kubeconfig": str(
+                write_kubeconfig(self.root / "kubeconfig", self.kube_url)
+                if self.write_kubeconfig else self.root / "missing-kubeconfig"),
+                "attempts": 3},
         }
         path = self.root / "controller.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -318,6 +318,22 @@ def test_from_kubeconfig(api: FakeKubeApi, tmp_path: Any) -> None:
     assert api.requests[-1].authorization == "Bearer secret-token"
 
 
+def test_a_lazy_cluster_reports_a_missing_kubeconfig_until_it_appears(
+        api: FakeKubeApi, tmp_path: Any) -> None:
+    kubeconfig = tmp_path / "config"
+    cluster = Cluster.from_kubeconfig(str(kubeconfig), lazy=True, attempts=1)
+    with pytest.raises(ClusterError, match="kubeconfig cannot be used"):
+        cluster.group_nodes("workers")
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+        f"clusters: [{{name: fake, cluster: {{server: '{api.url}'}}}}]\n"
+        "users: [{name: me, user: {token: t}}]\n"
+        "contexts: [{name: fake, context: {cluster: fake, user: me}}]\n")
+    api.seed(node("n1", "workers"))
+    assert [n["ID"] for n in cluster.group_nodes("workers")] == ["n1"]
+    cluster.close()
+
+
 def test_compiled_adt_applies_and_its_workloads_are_found_and_scaled(
         api: FakeKubeApi, cluster: Cluster, examples_dir: Path) -> None:
     adt = examples_dir / "nginx_ec2.yaml"
