@@ -11,7 +11,7 @@ DEMO_OUT ?= build/demo
 help:
 	@echo "make demo   validate and render MiCADO's example ADTs"
 	@echo "make test   set up what is needed and run the whole test suite"
-	@echo "make lint   ruff and yamllint"
+	@echo "make lint   ruff, yamllint, ansible-lint (production profile), ansible-test sanity"
 	@echo "make bench  run the benchmarks (not part of make test)"
 	@echo "make bench-controller  the controller's load and alert-latency benchmarks (~5 min)"
 
@@ -36,6 +36,8 @@ test: debian-packages venv
 lint: venv
 	$(VENV)/bin/ruff check controller tests benchmarks
 	$(VENV)/bin/yamllint -s .
+	$(VENV)/bin/ansible-lint --profile production collections/ansible_collections/micado/core playbooks inventories
+	scripts/ansible-test-sanity
 
 demo: venv
 	@set -e; for adt in $(EXAMPLES); do \
