@@ -240,7 +240,7 @@ def test_the_firewall_drops_a_closed_port_and_allows_the_api_port_from_a_worker(
 
     def reach(port: int, source: str = "worker1") -> str:
         """From inside another host (its own network namespace, over SSH)."""
-        return hosts[source].check_output("python3 -c %s %s %s", probe, ip, port).strip()
+        return hosts[source].check_output("python3 -c %s %s %s", probe, ip, str(port)).strip()
 
     assert reach(9100) == "dropped"  # node exporter: only the master may scrape it
     assert reach(6443) == "refused"  # the API port is allowed (k3s is not running here)
