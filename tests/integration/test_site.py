@@ -249,6 +249,17 @@ def test_the_firewall_drops_a_closed_port_and_allows_the_api_port_from_a_worker(
     assert reach(6443, source="edge1") == "dropped"  # edges are not cluster nodes
 
 
+def test_upgrade_to_the_same_version_changes_nothing(deployed: dict[str, Any]) -> None:
+    """upgrade.yml with the deployed version: servers one by one, workers in batches, no change
+    (draining needs the k3s API, which does not run here)."""
+    done = playbook(deployed["inventory"], "upgrade.yml")
+    assert done.returncode == 0, done.output[-6000:]
+    recap = done.recap()
+    assert set(recap) == {"master", "worker1", "worker2"}
+    assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), \
+        "\n".join(done.changed_tasks())
+
+
 def test_reset_removes_micado_and_keeps_ssh(deployed: dict[str, Any],
                                              hosts: dict[str, testinfra.host.Host]) -> None:
     """Last: reset.yml (confirmed on the command line) on the deployed bed."""
