@@ -153,6 +153,15 @@ def test_check_mode_with_diff_runs_clean(deployed: dict[str, Any]) -> None:
         "\n".join(check.changed_tasks())
 
 
+def test_no_secret_reaches_the_output(deployed: dict[str, Any]) -> None:
+    """Not the gateway password, not the API token, not even with --check --diff."""
+    secrets = {"gateway password": GATEWAY_PASSWORD, "API token": token(deployed["bed"])}
+    for run in ("first", "second", "check"):
+        output = deployed[run].output
+        for what, secret in secrets.items():
+            assert secret not in output, f"the {what} is in the output of the {run} run"
+
+
 def test_prometheus_is_up_and_scrapes_every_node_exporter(
         hosts: dict[str, testinfra.host.Host]) -> None:
     master = hosts["master"]
