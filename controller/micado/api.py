@@ -49,6 +49,7 @@ MAX_PARAMS = 200
 MAX_BODY_BYTES = 4 * 1024 * 1024  # an ADT at its limit, JSON-escaped, with room to spare
 PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
 COMPAT_PREFIX = "/toscasubmitter/v2.0"
+MAX_MESSAGE_ERRORS = 20  # located errors spelled out in a compatibility route's `message`
 INTERNAL_ERROR = "internal error, see the controller log"
 URL_REFUSED = "fetching ADTs from a URL is not supported; send the ADT itself"
 
@@ -99,8 +100,20 @@ _STATUS_OF: tuple[tuple[type[AppError], int], ...] = (
 def _error_body(request_path: str, detail: dict[str, Any]) -> dict[str, Any]:
     """MiCADO's clients read a top-level `message`; ours read `detail`."""
     if request_path.startswith(COMPAT_PREFIX):
-        return {"message": detail.get("message"), "detail": detail}
+        return {"message": _compat_message(detail), "detail": detail}
     return {"detail": detail}
+
+
+def _compat_message(detail: dict[str, Any]) -> str:
+    """The message plus each located error: all that micado-client shows of an error answer."""
+    message = str(detail.get("message") or "")
+    errors = detail.get("errors") or []
+    if not errors:
+        return message
+    lines = [f"  {e.get('path')}: {e.get('message')}" for e in errors[:MAX_MESSAGE_ERRORS]]
+    if len(errors) > MAX_MESSAGE_ERRORS:
+        lines.append(f"  ... and {len(errors) - MAX_MESSAGE_ERRORS} more (detail.errors)")
+    return message + ":\n" + "\n".join(lines)
 
 
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -396,7 +409,13 @@ def _compat_id(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidRequest("id: must be text")
-    return value
+    return _fold_id(value)
+
+
+def _fold_id(app_id: str) -> str:
+    """MiCADO's ids are case-insensitive here (its CLI uses "MICADO-APP"); ours are lowercase
+    because they name Kubernetes objects."""
+    return app_id.lower()
 
 
 def _add_compat_routes(api: FastAPI, manager: AppManager, bearer: Any) -> None:
@@ -409,6 +428,7 @@ def _add_compat_routes(api: FastAPI, manager: AppManager, bearer: Any) -> None:
 
     async def create(request: Request, app_id: str | None) -> dict[str, Any]:
         body = await _compat_submission(request)
+        app_id = None if app_id is None else _fold_id(app_id)
         if app_id is not None and body.app_id not in (None, app_id):
             raise InvalidRequest(f"id: {body.app_id!r} differs from the id in the path")
         result = await run_in_threadpool(
@@ -425,11 +445,13 @@ def _add_compat_routes(api: FastAPI, manager: AppManager, bearer: Any) -> None:
         return await create(request, app_id)
 
     async def get_application(app_id: str) -> dict[str, Any]:
+        app_id = _fold_id(app_id)
         status = await run_in_threadpool(manager.status, app_id)
         return {"message": f"application {app_id} is {status['status']}", **status}
 
     async def update_application(request: Request, app_id: str) -> dict[str, Any]:
         body = await _compat_submission(request)
+        app_id = _fold_id(app_id)
         if body.app_id not in (None, app_id):
             raise InvalidRequest(f"id: {body.app_id!r} differs from the id in the path")
         result = await run_in_threadpool(
@@ -439,6 +461,7 @@ def _add_compat_routes(api: FastAPI, manager: AppManager, bearer: Any) -> None:
 
     async def delete_application(app_id: str) -> dict[str, Any]:
         # MiCADO's `force` form field is accepted and ignored: deletion is always retried.
+        app_id = _fold_id(app_id)
         result = await run_in_threadpool(manager.delete, app_id)
         return {"message": f"application {app_id} {result['status']}", **result}
 

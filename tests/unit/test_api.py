@@ -431,3 +431,32 @@ def test_compat_refuses_urls_and_bad_bodies(api: Api) -> None:
     assert broken.status_code == 422
     assert len(broken.json()["detail"]["errors"]) == 2
     assert api.call("GET", f"{COMPAT}/").json()["applications"] == []
+
+
+def test_compat_accepts_micado_clis_app_id(api: Api) -> None:
+    """`micado start` (micado-client's CLI) always uploads as "MICADO-APP", then stops it."""
+    files = {"adt": ("adt.yaml", WEB_ADT.read_bytes(), "application/octet-stream")}
+    created = api.call("POST", f"{COMPAT}/MICADO-APP/", files=files,
+                       data={"dryrun": "False"})
+    assert created.status_code == 200, created.text
+    assert created.json()["id"] == "micado-app"
+    assert api.call("GET", f"{COMPAT}/").json()["applications"] == ["micado-app"]
+    assert api.call("GET", f"{COMPAT}/MICADO-APP/").json()["status"] == "running"
+    again = api.call("POST", f"{COMPAT}/", files=files, data={"id": "Micado-App"})
+    assert again.status_code == 409, again.text
+    deleted = api.call("DELETE", f"{COMPAT}/MICADO-APP/", json={"force": False})
+    assert deleted.status_code == 200 and deleted.json()["status"] == "deleted"
+
+
+def test_compat_message_lists_the_located_errors(api: Api) -> None:
+    """Old clients print only the top-level `message`: it must say where each error is."""
+    broken = api.call("POST", f"{COMPAT}/broken/", json={"adt": BROKEN})
+    assert broken.status_code == 422
+    errors = broken.json()["detail"]["errors"]
+    message = broken.json()["message"]
+    assert message.startswith("the ADT has 2 errors:\n")
+    for error in errors:
+        assert f"  {error['path']}: {error['message']}" in message.splitlines()
+    assert "topology_template.node_templates.web" in message
+    ours = api.call("POST", "/v1/apps", json={"adt": BROKEN, "app_id": "broken"})
+    assert ours.json()["detail"]["message"] == "the ADT has 2 errors"
