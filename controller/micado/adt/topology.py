@@ -18,9 +18,9 @@ from .errors import PathPart, Problems
 from .functions import property_lookup, resolve_inputs_in, resolve_properties_in
 from .imports import ImportResolver
 from .inputs import resolve_inputs
-from .typesystem import TypeRegistry, deep_merge
+from .typesystem import TypeRegistry, deep_merge, did_you_mean
 from .values import check_value
-from .yamlio import describe_yaml_error, load_yaml
+from .yamlio import TooDeepError, describe_yaml_error, load_yaml
 
 TOSCA_VERSIONS = (
     "tosca_simple_yaml_1_0", "tosca_simple_yaml_1_1", "tosca_simple_yaml_1_2",
@@ -110,6 +110,9 @@ def read_topology(
     """Parse and check an ADT. Returns None only when the document cannot be read at all."""
     try:
         document = load_yaml(text)
+    except TooDeepError as exc:
+        problems.error(exc.path, describe_yaml_error(exc))
+        return None
     except yaml.YAMLError as exc:
         problems.error((), f"not valid YAML: {describe_yaml_error(exc)}")
         return None
@@ -231,7 +234,8 @@ def _read_nodes(topology: Topology, raw_nodes: Any, problems: Problems) -> None:
             problems.error((*path, "type"), "required")
             continue
         if not registry.known("node_types", type_name):
-            problems.error((*path, "type"), f"unknown node type {type_name!r}")
+            problems.error((*path, "type"), f"unknown node type {type_name!r}"
+                                            f"{registry.suggest('node_types', type_name)}")
             continue
         metadata = resolve_inputs_in(raw.get("metadata") or {}, topology.inputs,
                                      (*path, "metadata"), problems)
@@ -307,14 +311,15 @@ def _apply_definitions(registry: TypeRegistry, section: str, type_name: str,
         definition = definitions.get(key)
         if definition is None:
             known = ", ".join(sorted(definitions)) or "none"
-            problems.error((*path, key), f"unknown property of {type_name} (properties: {known})")
+            problems.error((*path, key), f"unknown property of {type_name}"
+                           f"{did_you_mean(key, definitions)} (properties: {known})")
             continue
         before = len(problems.errors)
         check_value(value, definition, registry, (*path, key), problems)
         if len(problems.errors) == before:  # a bad value is reported once, not passed on
             values[key] = value
     for key, definition in definitions.items():
-        if key in values:
+        if key in values or key in given:  # given but wrong is reported once, not as missing
             continue
         if "default" in definition:
             values[key] = copy.deepcopy(definition["default"])
@@ -416,7 +421,8 @@ def _node_requirements(topology: Topology, node: NodeTemplate, raw: dict[str, An
         if relationship is not None and not topology.registry.known("relationship_types",
                                                                      relationship):
             problems.error((*entry_path, "relationship"),
-                           f"unknown relationship type {relationship!r}")
+                           f"unknown relationship type {relationship!r}"
+                           f"{topology.registry.suggest('relationship_types', relationship)}")
         for target_name in clones[target]:
             out.append(Requirement(req_name, target_name, relationship, rel_props, entry_path))
     return out
@@ -453,7 +459,8 @@ def _read_policies(topology: Topology, raw_policies: Any, problems: Problems) ->
             problems.error((*path, "type"), "required")
             continue
         if not registry.known("policy_types", type_name):
-            problems.error((*path, "type"), f"unknown policy type {type_name!r}")
+            problems.error((*path, "type"), f"unknown policy type {type_name!r}"
+                                            f"{registry.suggest('policy_types', type_name)}")
             continue
         targets_raw = body.get("targets") or []
         if not isinstance(targets_raw, list):

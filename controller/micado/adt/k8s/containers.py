@@ -133,7 +133,8 @@ def _image(topology: Topology, node: NodeTemplate, props: dict[str, Any],
         artifact = {}
     art_file, repository = artifact.get("file"), artifact.get("repository")
     if image is None and art_file is None:
-        problems.error(prop_path(node, "image"), "required: the image the container runs")
+        if not problems.has_error(prop_path(node, "image")):  # not also for an image of a bad type
+            problems.error(prop_path(node, "image"), "required: the image the container runs")
         return None
     if image is not None and art_file is not None and str(art_file) != str(image):
         if repository is not None:

@@ -151,4 +151,4 @@ def as_text(value: Any) -> str:
 
 def already_reported(problems: Problems, path: Path) -> bool:
     """True when an error is already recorded at `path` (e.g. by the type checks)."""
-    return any(p.path == tuple(path) for p in problems.errors)
+    return problems.has_error(path)
