@@ -16,7 +16,7 @@ import yaml
 
 from .errors import PathPart, Problems
 from .functions import property_lookup, resolve_inputs_in, resolve_properties_in
-from .imports import ImportResolver
+from .imports import ImportResolver, import_target, micado_release
 from .inputs import resolve_inputs
 from .typesystem import TypeRegistry, deep_merge, did_you_mean
 from .values import check_value
@@ -96,6 +96,9 @@ class Topology:
     policies: list[PolicyTemplate] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     repositories: dict[str, Any] = field(default_factory=dict)
+    # the micado-scale/tosca branch or tag the ADT's first MiCADO import names: v0.7.x type
+    # files mean v0.7's reading of interface inputs
+    micado_release: str | None = None
 
     def is_a(self, node: NodeTemplate, type_name: str) -> bool:
         return self.registry.is_a("node_types", node.type, type_name)
@@ -158,7 +161,8 @@ def read_topology(
     inputs = resolve_inputs(body.get("inputs"), params, registry, problems)
     description = document.get("description") or body.get("description") or ""
     topology = Topology(registry, str(version), str(description), inputs,
-                        repositories=dict(repositories))
+                        repositories=dict(repositories),
+                        micado_release=_micado_release(document.get("imports")))
     _read_nodes(topology, body.get("node_templates"), problems)
     _read_policies(topology, body.get("policies"), problems)
     outputs = body.get("outputs") or {}
@@ -167,6 +171,15 @@ def read_topology(
     else:
         topology.outputs = resolve_inputs_in(outputs, inputs, (TT, "outputs"), problems)
     return topology
+
+
+def _micado_release(imports: Any) -> str | None:
+    for entry in imports if isinstance(imports, list) else []:
+        target = import_target(entry)
+        release = micado_release(target) if target is not None else None
+        if release is not None:
+            return release
+    return None
 
 
 # --------------------------------------------------------------------------- node templates

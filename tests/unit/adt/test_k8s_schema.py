@@ -39,7 +39,8 @@ def test_custom_resources_have_no_schema() -> None:
 
 
 @pytest.mark.parametrize("field", ["hostNetwork: maybe", "terminationGracePeriodSeconds: soon"])
-def test_schema_errors_name_the_node_and_the_field(field: str) -> None:
+def test_schema_errors_in_inputs_name_the_input(field: str) -> None:
+    """A bad value the create inputs wrote is reported at that input, naming the object."""
     key = field.split(":")[0]
     errors = errors_of(f"""
     topology_template:
@@ -58,6 +59,30 @@ def test_schema_errors_name_the_node_and_the_field(field: str) -> None:
                         {field}
     """)
     (error,) = errors
+    assert error.startswith("topology_template.node_templates.web.interfaces.Kubernetes.create."
+                            f"inputs.spec.template.spec.{key}: ")
+    assert f"in the Deployment 'web' it makes, at spec.template.spec.{key}" in error
+
+
+def test_schema_errors_in_generated_parts_name_the_node_and_the_field() -> None:
+    errors = errors_of("""
+    topology_template:
+      node_templates:
+        web:
+          type: tosca.nodes.MiCADO.Container.Application.Docker.Deployment
+          properties:
+            image: nginx:1.25
+            resources: {requests: {cpu: 1}, limits: {bogus: 1}, other: 2}
+          interfaces:
+            Kubernetes:
+              create:
+                inputs:
+                  spec:
+                    template:
+                      spec:
+                        hostNetwork: true
+    """)
+    (error,) = errors
     assert error.startswith("topology_template.node_templates.web: the generated Deployment "
                             "'web' is not valid Kubernetes")
-    assert f"spec.template.spec.{key}" in error
+    assert "spec.template.spec.containers.0.resources" in error

@@ -68,8 +68,12 @@ def user_inputs(node: NodeTemplate, problems: Problems) -> dict[str, Any]:
     inputs = {k: copy.deepcopy(v) for k, v in create_inputs(node).items() if k != "kind"}
     _keep_maps(node, inputs, ("metadata", "spec"), (), problems)
     metadata = inputs.get("metadata")
+    spec = inputs.get("spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
+    text_values(template.get("metadata") if isinstance(template, dict) else None)
     if isinstance(metadata, dict):
         _keep_maps(node, metadata, ("labels", "annotations"), ("metadata",), problems)
+        text_values(metadata)
         for key in ("name", "namespace"):
             if key in metadata and not isinstance(metadata[key], str):
                 if metadata[key] is not None:
@@ -140,6 +144,22 @@ def drop_none(value: Any) -> Any:
     if isinstance(value, list):
         return [drop_none(v) for v in value if v is not None]
     return value
+
+
+def is_plain_scalar(value: Any) -> bool:
+    """A number or boolean (what YAML or get_input gives where text was meant)."""
+    return isinstance(value, int | float) and not isinstance(value, str)
+
+
+def text_values(metadata: Any, keys: tuple[str, ...] = ("labels", "annotations")) -> None:
+    """Label and annotation values as Kubernetes wants them: `version: 2` becomes "2"."""
+    if not isinstance(metadata, dict):
+        return
+    for key in keys:
+        mapping = metadata.get(key)
+        if isinstance(mapping, dict):
+            metadata[key] = {k: as_text(v) if is_plain_scalar(v) else v
+                             for k, v in mapping.items()}
 
 
 def as_text(value: Any) -> str:
