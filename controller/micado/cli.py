@@ -42,10 +42,7 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def _compile(adt: Path, params: tuple[str, ...], app_id: str | None) -> CompiledApp:
-    try:
-        text = adt.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.FileError(str(adt), hint=str(exc)) from None
+    text = _read_adt(adt)
     try:
         return compile_adt(text, params=_parse_params(params),
                            app_id=app_id or app_id_from_filename(adt),
@@ -293,10 +290,20 @@ def _echo_json(data: Any) -> None:
 
 
 def _read_adt(adt: Path) -> str:
+    """The ADT's text; a file that is not UTF-8 is an invalid ADT (exit 2), reported as one."""
     try:
-        return adt.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = adt.read_bytes()
+    except OSError as exc:
         raise click.FileError(str(adt), hint=str(exc)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        problem = Problem((), f"not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, "
+                              f"column {column} (save the file as UTF-8)")
+        _report_errors(adt, AdtError([problem]))
+        sys.exit(EXIT_INVALID)
 
 
 def _when(ts: float | None) -> str:
