@@ -99,6 +99,9 @@ class Topology:
     # the micado-scale/tosca branch or tag the ADT's first MiCADO import names: v0.7.x type
     # files mean v0.7's reading of interface inputs
     micado_release: str | None = None
+    # node templates reported as unreadable (no map, no or unknown type): references to them
+    # are not reported again
+    unreadable: set[str] = field(default_factory=set)
 
     def is_a(self, node: NodeTemplate, type_name: str) -> bool:
         return self.registry.is_a("node_types", node.type, type_name)
@@ -238,6 +241,7 @@ def _read_nodes(topology: Topology, raw_nodes: Any, problems: Problems) -> None:
         path = (*path0, name)
         if not isinstance(raw, dict):
             problems.error(path, "a node template must be a map with a type")
+            topology.unreadable.add(name)
             continue
         for key in raw:
             if key not in NODE_KEYS:
@@ -245,10 +249,12 @@ def _read_nodes(topology: Topology, raw_nodes: Any, problems: Problems) -> None:
         type_name = raw.get("type")
         if not isinstance(type_name, str):
             problems.error((*path, "type"), "required")
+            topology.unreadable.add(name)
             continue
         if not registry.known("node_types", type_name):
             problems.error((*path, "type"), f"unknown node type {type_name!r}"
                                             f"{registry.suggest('node_types', type_name)}")
+            topology.unreadable.add(name)
             continue
         metadata = resolve_inputs_in(raw.get("metadata") or {}, topology.inputs,
                                      (*path, "metadata"), problems)
@@ -428,8 +434,9 @@ def _node_requirements(topology: Topology, node: NodeTemplate, raw: dict[str, An
         if target is None:
             continue  # an abstract requirement with no node: nothing to resolve
         if not isinstance(target, str) or target not in clones:
-            problems.error(entry_path if isinstance(body, str) else (*entry_path, "node"),
-                           f"no node template named {target!r}")
+            if not isinstance(target, str) or target not in topology.unreadable:  # not again
+                problems.error(entry_path if isinstance(body, str) else (*entry_path, "node"),
+                               f"no node template named {target!r}")
             continue
         if relationship is not None and not topology.registry.known("relationship_types",
                                                                      relationship):
@@ -482,7 +489,8 @@ def _read_policies(topology: Topology, raw_policies: Any, problems: Problems) ->
         targets: list[str] = []
         for t, target in enumerate(targets_raw):
             if not isinstance(target, str) or target not in clones:
-                problems.error((*path, "targets", t), f"no node template named {target!r}")
+                if not isinstance(target, str) or target not in topology.unreadable:
+                    problems.error((*path, "targets", t), f"no node template named {target!r}")
                 continue
             targets.extend(clones[target])
         given = resolve_inputs_in(body.get("properties") or {}, topology.inputs,

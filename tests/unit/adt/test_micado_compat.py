@@ -22,6 +22,13 @@ from micado.adt.k8s.fields import is_v07
 DATA = Path(__file__).resolve().parents[2] / "data" / "micado"
 NODES = "topology_template.node_templates"
 INPUTS = "interfaces.Kubernetes.create.inputs"
+WEB_ONLY = """
+    topology_template:
+      node_templates:
+        web:
+          type: tosca.nodes.MiCADO.Container.Application.Docker.Deployment
+          properties: {image: nginx}
+"""
 
 
 def _compile_file(name: str, text: str | None = None) -> Any:
@@ -234,12 +241,7 @@ def test_a_property_of_the_wrong_type_is_not_also_missing(properties: str, path:
 
 
 def test_a_required_property_of_the_wrong_type_is_reported_once() -> None:
-    errors = errors_of("""
-    topology_template:
-      node_templates:
-        web:
-          type: tosca.nodes.MiCADO.Container.Application.Docker.Deployment
-          properties: {image: nginx}
+    errors = errors_of(WEB_ONLY + """\
       policies:
         - scalability:
             type: tosca.policies.Scaling.MiCADO
@@ -296,3 +298,21 @@ def test_an_unknown_parent_type_suggests_the_closest_known_one() -> None:
     assert ("node_types.my.Web.derived_from: unknown node type "
             "'tosca.nodes.MiCADO.Container.Application.Dockr'; did you mean "
             "tosca.nodes.MiCADO.Container.Application.Docker?") in errors
+
+
+def test_a_node_of_unknown_type_is_one_error_not_also_every_reference_to_it() -> None:
+    errors = errors_of(WEB_ONLY + """\
+          requirements: [{host: vm}, {host: {node: vm}}, {host: {node: [vm]}}]
+        vm: {type: tosca.nodes.MiCADO.EC2.Compte}
+      policies:
+        - scalability:
+            type: tosca.policies.Scaling.MiCADO
+            targets: [vm, {a: 1}]
+            properties: {min_instances: 1, max_instances: 2, scaling_rule: m_node_count = 1}
+    """)
+    assert errors == [
+        f"{NODES}.vm.type: unknown node type 'tosca.nodes.MiCADO.EC2.Compte'; did you mean "
+        "tosca.nodes.MiCADO.EC2.Compute?",
+        f"{NODES}.web.requirements[2].host.node: no node template named ['vm']",
+        "topology_template.policies[0].scalability.targets[1]: no node template named "
+        "{'a': 1}"]
