@@ -187,6 +187,7 @@ def test_a_bad_value_from_a_v07_input_is_reported_at_that_input() -> None:
      "not a field of a Deployment spec; did you mean replicas?"),
     ("{metdata: {labels: {a: b}}}", "metdata",
      "not a field of a Deployment; did you mean metadata?"),
+    ("{labels: {a: b}}", "labels", "not a field of a Deployment; did you mean metadata.labels?"),
 ])
 def test_misplaced_create_inputs_are_reported_at_the_input(inputs: str, path: str,
                                                            message: str) -> None:
@@ -214,10 +215,12 @@ def test_v07_inputs_of_a_pod_go_to_its_spec() -> None:
           interfaces:
             Kubernetes:
               create:
-                inputs: {kind: Pod, restartPolicy: Never, hostNetwork: true}
+                inputs: {kind: Pod, restartPolicy: Never, hostNetwork: true, name: batch,
+                         labels: {team: data}}
     """, header=HEADER.replace("/develop/", "/v0.7.1/"))
-    pod = _workload(app, "job")
+    pod = _workload(app, "batch")
     assert pod["spec"]["restartPolicy"] == "Never" and pod["spec"]["hostNetwork"] is True
+    assert pod["metadata"]["labels"]["team"] == "data"
 
 
 # ------------------------------------------------------------------ one error per problem

@@ -26,6 +26,7 @@ from ..typesystem import deep_merge, did_you_mean
 from .nodes import Path, inputs_path
 
 TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec")
+_V07_METADATA = ("name", "labels")
 _LEGACY_RELEASE = re.compile(r"^v?0\.7(?:$|[.\-])")
 # A manifest path (its keys) and the path in the ADT its value was written at.
 Origin = tuple[tuple[str, ...], Path]
@@ -84,6 +85,8 @@ def place_inputs(node: NodeTemplate, kind: str, api_version: str, inputs: dict[s
         if target is not None:
             hint = (f"; did you mean {'.'.join((*target, key))}? (MiCADO v0.7 read create inputs "
                     "as fields of the spec; since v0.8 they are the manifest's own fields)")
+            if target == ("metadata",):
+                hint = f"; did you mean metadata.{key}?"
         else:
             hint = did_you_mean(key, TOP_LEVEL)
         problems.error(inputs_path(node, key), f"not a field of a {kind}{hint}")
@@ -101,7 +104,10 @@ def place_inputs(node: NodeTemplate, kind: str, api_version: str, inputs: dict[s
 
 def _home(key: str, kind: str, spec_names: frozenset[str], pod_names: frozenset[str],
           ) -> tuple[str, ...] | None:
-    """Where v0.7 put a create input: the workload spec, else the pod template's spec."""
+    """Where v0.7 put a create input: the workload spec, else the pod template's spec (and
+    `name` and `labels` in the metadata)."""
+    if key in _V07_METADATA:
+        return ("metadata",)
     if key in spec_names:
         return ("spec",)
     if key in pod_names:
