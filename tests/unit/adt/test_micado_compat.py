@@ -319,3 +319,39 @@ def test_a_node_of_unknown_type_is_one_error_not_also_every_reference_to_it() ->
         f"{NODES}.web.requirements[2].host.node: no node template named ['vm']",
         "topology_template.policies[0].scalability.targets[1]: no node template named "
         "{'a': 1}"]
+
+
+CONFIGURED = """
+    topology_template:
+      node_templates:
+        web:
+          type: tosca.nodes.MiCADO.Container.Application.Docker.Deployment
+          properties: {image: nginx}
+          interfaces:
+            Kubernetes:
+              configure:
+                inputs:
+                  metadata: {labels: {tier: front}}
+                  hostNetwork: true
+                  dnsPolicy: Default
+"""
+
+
+def test_v07_configure_inputs_are_the_pod_template() -> None:
+    app = compiled(CONFIGURED, header=HEADER.replace("/develop/", "/v0.7.2/"))
+    template = _workload(app, "web")["spec"]["template"]
+    assert template["metadata"]["labels"]["tier"] == "front"
+    assert template["spec"]["hostNetwork"] is True and template["spec"]["dnsPolicy"] == "Default"
+    bad = CONFIGURED.replace("dnsPolicy: Default", "dnsPolicy: [Default]")
+    errors = errors_of(bad, header=HEADER.replace("/develop/", "/v0.7.2/"))
+    assert errors == [f"{NODES}.web.interfaces.Kubernetes.configure.inputs.dnsPolicy: ['Default']"
+                      " is not of type 'string', 'null' (in the Deployment 'web' it makes, at "
+                      "spec.template.spec.dnsPolicy)"]
+
+
+def test_configure_inputs_elsewhere_are_ignored_with_a_warning() -> None:
+    app = compiled(CONFIGURED)
+    assert "hostNetwork" not in _workload(app, "web")["spec"]["template"]["spec"]
+    assert [str(w) for w in app.warnings] == [
+        f"{NODES}.web.interfaces.Kubernetes.configure.inputs: ignored: only MiCADO v0.7 read "
+        "configure inputs (as the pod template); write them under create.inputs.spec.template"]

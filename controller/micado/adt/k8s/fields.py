@@ -11,6 +11,7 @@ The field names come from the Kubernetes schema that the manifests are checked a
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from ..errors import Problems
 from ..k8s_schema import KUBERNETES_VERSION
 from ..topology import NodeTemplate
 from ..typesystem import deep_merge, did_you_mean
-from .nodes import Path, inputs_path
+from .nodes import Path, create_inputs, inputs_path
 
 TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec")
 _V07_METADATA = ("name", "labels")
@@ -90,6 +91,7 @@ def place_inputs(node: NodeTemplate, kind: str, api_version: str, inputs: dict[s
         else:
             hint = did_you_mean(key, TOP_LEVEL)
         problems.error(inputs_path(node, key), f"not a field of a {kind}{hint}")
+    _place_configure(node, kind, placed, v07, problems)
     spec = placed.fields.get("spec")
     if kind != "Pod" and isinstance(spec, dict) and spec_names:
         for key in [k for k in spec if k not in spec_names]:
@@ -100,6 +102,26 @@ def place_inputs(node: NodeTemplate, kind: str, api_version: str, inputs: dict[s
             spec = {k: v for k, v in spec.items() if k != key}
         placed.fields["spec"] = spec
     return placed
+
+
+def _place_configure(node: NodeTemplate, kind: str, placed: PlacedInputs, v07: bool,
+                     problems: Problems) -> None:
+    """v0.7 read `configure` inputs as the pod template: `metadata` its metadata, the rest its
+    spec. Elsewhere they mean nothing, which is said rather than silently dropped."""
+    configure = create_inputs(node, "configure")
+    if not configure:
+        return
+    where = (*node.path, "interfaces", "Kubernetes", "configure", "inputs")
+    if not v07:
+        problems.warn(where, "ignored: only MiCADO v0.7 read configure inputs (as the pod "
+                             "template); write them under create.inputs.spec.template")
+        return
+    pod = ("spec",) if kind == "Pod" else ("spec", "template", "spec")
+    meta = ("metadata",) if kind == "Pod" else ("spec", "template", "metadata")
+    for key, value in configure.items():
+        target = meta if key == "metadata" else (*pod, str(key))
+        placed.fields = deep_merge(placed.fields, _nest(target, copy.deepcopy(value)))
+        placed.moved[target] = (*where, str(key))
 
 
 def _home(key: str, kind: str, spec_names: frozenset[str], pod_names: frozenset[str],

@@ -55,11 +55,11 @@ def is_pod(topology: Topology, node: NodeTemplate) -> bool:
     return topology.is_a(node, POD) or node.type == POD_LEGACY
 
 
-def create_inputs(node: NodeTemplate) -> dict[str, Any]:
-    """interfaces.Kubernetes.create.inputs (type and template merged), {} when absent."""
+def create_inputs(node: NodeTemplate, operation: str = "create") -> dict[str, Any]:
+    """interfaces.Kubernetes.<operation>.inputs (type and template merged), {} when absent."""
     interface = node.interfaces.get(KUBERNETES)
-    create = interface.get("create") if isinstance(interface, dict) else None
-    inputs = create.get("inputs") if isinstance(create, dict) else None
+    body = interface.get(operation) if isinstance(interface, dict) else None
+    inputs = body.get("inputs") if isinstance(body, dict) else None
     return inputs if isinstance(inputs, dict) else {}
 
 
