@@ -321,12 +321,7 @@ def test_a_node_of_unknown_type_is_one_error_not_also_every_reference_to_it() ->
         "{'a': 1}"]
 
 
-CONFIGURED = """
-    topology_template:
-      node_templates:
-        web:
-          type: tosca.nodes.MiCADO.Container.Application.Docker.Deployment
-          properties: {image: nginx}
+CONFIGURED = WEB_ONLY + """\
           interfaces:
             Kubernetes:
               configure:
