@@ -614,3 +614,12 @@ def test_example_with_a_deeply_nested_value_inserted(data: st.DataObject) -> Non
 
     text = _mutate(data, _locations, replace)
     compile_or_report(text.replace("DEEP-VALUE-HERE", _nested(shape, depth), 1))
+
+
+@fuzz_settings(30)
+@given(adt_documents, params)
+def test_random_adt_shaped_documents_with_v07_types(document: dict[str, Any],
+                                                    parameters: dict[str, str]) -> None:
+    """v0.7 type files change where create and configure inputs go; still no traceback."""
+    text = dump(document).replace("/tosca/develop/", "/tosca/v0.7.2/")
+    compile_or_report(text, parameters)
