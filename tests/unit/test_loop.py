@@ -127,13 +127,27 @@ def test_kubernetes_api_errors_hold_the_app_and_are_reported(env: ControllerEnv,
     assert env.replicas("web") == 2
 
 
+def refuse_scale_calls(env: ControllerEnv, name: str = "") -> None:
+    """From now on the API server refuses every write to the /scale subresource (of the
+    workloads called `name`, or of all)."""
+    original = env.kube.handle
+    suffix = f"/{name}/scale" if name else "/scale"
+
+    def handle(method, raw_path, content_type, body, authorization=None):  # type: ignore[no-untyped-def]
+        if method == "PATCH" and raw_path.split("?")[0].endswith(suffix):
+            return 422, {"kind": "Status", "code": 422, "reason": "Invalid",
+                         "message": "spec.replicas: refused by an admission webhook"}
+        return original(method, raw_path, content_type, body, authorization)
+
+    env.kube.handle = handle  # type: ignore[method-assign]
+
+
 def test_a_failed_scale_call_is_retried_next_tick_without_starting_a_cooldown(
         env: ControllerEnv, clock: Clock) -> None:
     submit(env, cooldown_down=600)
     assert env.fake_prometheus is not None
     env.fake_prometheus.fire("web", "web_overloaded")
-    # the Deployment disappears behind the controller's back: the scale call gets a 404
-    env.kube.objects.pop(("apps", "deployments", "default", "web"))
+    refuse_scale_calls(env)
     env.tick("web")
     web = target(env, "web")
     assert web["error"] and "actuator" in web["error"]
@@ -186,7 +200,7 @@ def test_a_failing_app_does_not_stop_another_app(env: ControllerEnv) -> None:
     env.fake_prometheus.set(LOAD.replace("web_load", "other_load"), 0.5)
     env.fake_prometheus.fire("web", "web_overloaded")
     env.fake_prometheus.fire("other", "web_overloaded")
-    env.kube.objects.pop(("apps", "deployments", "default", "api"))  # its scale fails
+    refuse_scale_calls(env, "api")
     env.tick("other")
     env.tick("web")
     assert env.replicas("web") == 2
