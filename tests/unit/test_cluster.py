@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 from fakes.kube_api import FakeKubeApi
 from micado.adt import compile_adt
 from micado.adt.model import Workload
-from micado.cluster import Cluster, ClusterError
+from micado.cluster import Cluster, ClusterError, ObjectOwned
 
 APP = "demo"
 
@@ -254,6 +254,73 @@ def test_delete_app_deletes_every_object_of_the_app(api: FakeKubeApi, cluster: C
     assert sorted(cluster.delete_app(APP)) == [("Deployment", "default", "web"),
                                                ("Service", "default", "web")]
     assert [key[:3] for key in api.objects] == [("apps", "deployments", "other")]
+
+
+# ---------------------------------------------------------------------- ownership
+
+INSTANCE = "app.kubernetes.io/instance"
+
+
+def test_apply_as_owner_refuses_an_object_of_another_app_and_changes_nothing(
+        api: FakeKubeApi, cluster: Cluster) -> None:
+    api.seed(workload_manifest("Deployment", "web", app="other", replicas=4))
+    with pytest.raises(ObjectOwned, match="Deployment default/web already exists and belongs "
+                                          "to app 'other'"):
+        cluster.apply([workload_manifest("Deployment", "web")], owner=APP)
+    stored = api.get("apps", "deployments", "default", "web")
+    assert stored["metadata"]["labels"][INSTANCE] == "other"
+    assert stored["spec"]["replicas"] == 4
+    assert not [r for r in api.requests if r.method == "PATCH"]
+
+
+def test_apply_as_owner_never_overwrites_an_object_relabelled_after_it_was_read(
+        api: FakeKubeApi, cluster: Cluster) -> None:
+    cluster.apply([workload_manifest("Deployment", "web")], owner=APP)
+    relabelled: list[str] = []
+
+    def take_it(method: str, path: str) -> None:  # another app takes the object in between
+        if method == "PATCH" and path.endswith("/deployments/web") and not relabelled:
+            api.label("apps", "deployments", "default", "web", {INSTANCE: "other"})
+            relabelled.append(path)
+
+    api.on_request(take_it)
+    changed = workload_manifest("Deployment", "web")
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.28"
+    with pytest.raises(ObjectOwned, match="belongs to app 'other'"):
+        cluster.apply([changed], owner=APP)
+    stored = api.get("apps", "deployments", "default", "web")
+    assert stored["metadata"]["labels"][INSTANCE] == "other"
+    assert stored["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
+
+
+def test_apply_as_owner_takes_back_what_adopt_allows(api: FakeKubeApi, cluster: Cluster) -> None:
+    api.seed(workload_manifest("Deployment", "web", app="nobody"))
+    seen: list[tuple[tuple[str, str, str], str | None]] = []
+
+    def adopt(key: tuple[str, str, str], label: str | None) -> bool:
+        seen.append((key, label))
+        return True
+
+    cluster.apply([workload_manifest("Deployment", "web")], owner=APP, adopt=adopt)
+    assert seen == [(("Deployment", "default", "web"), "nobody")]
+    stored = api.get("apps", "deployments", "default", "web")
+    assert stored["metadata"]["labels"][INSTANCE] == APP
+
+
+def test_delete_leaves_an_object_relabelled_for_another_app_between_list_and_delete(
+        api: FakeKubeApi, cluster: Cluster) -> None:
+    cluster.apply([workload_manifest("Deployment", "web"), service("web")], owner=APP)
+
+    def take_it(method: str, path: str) -> None:
+        if method == "DELETE" and path.endswith("/deployments/web"):
+            obj = api.get("apps", "deployments", "default", "web")
+            if obj is not None and obj["metadata"]["labels"][INSTANCE] == APP:
+                api.label("apps", "deployments", "default", "web", {INSTANCE: "other"})
+
+    api.on_request(take_it)
+    assert cluster.delete_app(APP) == [("Service", "default", "web")]
+    stored = api.get("apps", "deployments", "default", "web")
+    assert stored is not None and stored["metadata"]["labels"][INSTANCE] == "other"
 
 
 # ---------------------------------------------------------------------- errors
