@@ -34,6 +34,7 @@ from typing import Any
 
 from .adt import AdtError, CompiledApp, compile_adt
 from .adt.errors import Problem, format_path
+from .adt.k8s.labels import INSTANCE
 from .adt.model import Plan
 from .cluster import Cluster, ClusterError, ObjectOwned, apply_rank, drift_view
 from .loop import ControlLoop, operation_seq, scaled_objects
@@ -98,6 +99,7 @@ class AppManager:
         self.nodes = nodes
         self.loop = loop
         self.default_tick = default_tick
+        self._claimed: set[str] = set()  # running apps whose objects are known to be claimed
 
     # ------------------------------------------------------------------ requests
     def submit(self, adt_text: str, *, params: dict[str, Any] | None = None,
@@ -178,9 +180,10 @@ class AppManager:
         return self._set_running(app_id, "running")
 
     def reconcile(self) -> None:
-        """Finish what a crash or a failure interrupted: submissions and deletions."""
+        """Finish what a crash or a failure interrupted: submissions and deletions; and claim
+        the objects of apps stored before object claims existed."""
         for app in self.store.list_apps():
-            if app.status not in ("submitted", "deleting"):
+            if app.status not in ("submitted", "deleting") and app.app_id in self._claimed:
                 continue
             try:
                 with self._app_lock(app.app_id):
@@ -191,6 +194,8 @@ class AppManager:
                         self._finish_delete(current)
                     elif current.status == "submitted":
                         self._finish_submit(current)
+                    else:
+                        self._claim_existing(current)
             except AppError as exc:
                 log.warning("reconciling app %s: %s", app.app_id, exc.message)
 
@@ -354,6 +359,33 @@ class AppManager:
         self.store.record_applied(app_id, records)
         self.cluster.prune(app_id, manifests)
         self.store.release_objects(app_id, [key for key, _, _ in records])
+
+    def _claim_existing(self, app: App) -> None:
+        """An app stored before object claims existed: claim its objects now, and take what
+        is live and labelled as the app's as the baseline for drift (a missing one is
+        re-created by the loop); objects another app owns stay theirs."""
+        if not self.store.app_objects(app.app_id):
+            try:
+                compiled = compile_adt(app.adt_source, params=app.params, app_id=app.app_id)
+                scaled = scaled_objects(compiled.plan)
+                records = []
+                for manifest in compiled.manifests:
+                    key = self.cluster.object_key(manifest)
+                    if self.store.object_owner(key) is not None:
+                        continue
+                    live = self.cluster.get_object(manifest)
+                    label = ((live or {}).get("metadata") or {}).get("labels") or {}
+                    if live is not None and label.get(INSTANCE) != app.app_id:
+                        continue
+                    expected = None if live is None else drift_view(live, manifest,
+                                                                    key in scaled)
+                    records.append((key, manifest, expected))
+                self.store.claim_objects(app.app_id, [key for key, _, _ in records])
+                self.store.record_applied(app.app_id, records)
+            except (AdtError, ClusterError, ObjectClaimed) as exc:
+                log.warning("claiming the objects of app %s: %s", app.app_id, exc)
+                return
+        self._claimed.add(app.app_id)
 
     def _adoptable(self, app_id: str) -> Callable[[ObjectKey, str | None], bool]:
         """Whether the app may take back one of its objects whose instance label was changed

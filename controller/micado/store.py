@@ -346,9 +346,7 @@ class Store:
                      version = apps.version + 1""",
                 (app_id, adt_source, params_s, plan_s, status, now, now, tick_seconds),
             )
-            c.executemany(
-                "INSERT OR IGNORE INTO app_objects (kind, namespace, name, app_id) "
-                "VALUES (?, ?, ?, ?)", [(*key, app_id) for key in claim])
+            self._insert_claims(c, app_id, claim)
 
     @staticmethod
     def _check_claims(c: sqlite3.Connection, app_id: str, keys: Sequence[ObjectKey]) -> None:
@@ -360,6 +358,11 @@ class Store:
                 owners[kind, namespace, name] = row[0]
         if owners:
             raise ObjectClaimed(owners)
+
+    @staticmethod
+    def _insert_claims(c: sqlite3.Connection, app_id: str, keys: Sequence[ObjectKey]) -> None:
+        c.executemany("INSERT OR IGNORE INTO app_objects (kind, namespace, name, app_id) "
+                      "VALUES (?, ?, ?, ?)", [(*key, app_id) for key in keys])
 
     _APP_COLS = ("app_id, adt_source, params, plan, status, reason, created_at, updated_at, "
                  "tick_seconds, version")
@@ -413,6 +416,12 @@ class Store:
         rows = self._read("SELECT app_id FROM app_objects WHERE kind = ? AND namespace = ? "
                           "AND name = ?", key)
         return rows[0][0] if rows else None
+
+    def claim_objects(self, app_id: str, keys: Sequence[ObjectKey]) -> None:
+        """Claim objects for an existing app: all of them, or none and `ObjectClaimed`."""
+        with self._tx() as c:
+            self._check_claims(c, app_id, keys)
+            self._insert_claims(c, app_id, keys)
 
     def record_applied(self, app_id: str,
                        applied: Sequence[tuple[ObjectKey, dict[str, Any], Any]]) -> None:

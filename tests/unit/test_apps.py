@@ -316,3 +316,16 @@ def test_an_object_relabelled_by_hand_for_another_app_is_neither_applied_nor_del
     assert taken is not None and taken["metadata"]["labels"][INSTANCE] == "other"
     image = taken["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "nginx:1.25"
+
+
+def test_an_app_stored_before_object_claims_has_its_objects_claimed_at_the_next_start(
+        env: ControllerEnv) -> None:
+    env.manager.submit(WEB_ADT.read_text(), app_id="web")
+    env.store.release_objects("web", keep=[])  # as a store from before migration 3 has it
+    env.restart()
+    env.manager.reconcile()
+    objects = env.store.app_objects("web")
+    assert set(objects) == {("Deployment", "default", "web"), ("Service", "default", "web")}
+    assert all(o.manifest is not None and o.expected is not None for o in objects.values())
+    with pytest.raises(AppExists, match="belongs to app 'web'"):
+        env.manager.submit(WEB_ADT.read_text(), app_id="copy")

@@ -454,3 +454,17 @@ def test_without_drift_a_tick_applies_nothing_and_scaling_is_not_drift(
     assert env.replicas("web") == 4
     assert applies(env) == before
     assert drift_events(env) == [] and env.manager.status("web")["drift"] == []
+
+
+def test_drift_is_not_repaired_while_a_request_changes_the_app(env: ControllerEnv,
+                                                               clock: Clock) -> None:
+    submit(env)
+    env.tick("web")
+    kubectl(env, "DELETE", DEPLOYMENT)
+    with env.loop.app_lock("web"):  # an update is applying the app's next version
+        clock.advance(15)
+        env.tick("web")
+    assert env.kube.get("apps", "deployments", "default", "web") is None
+    clock.advance(15)
+    env.tick("web")
+    assert env.kube.get("apps", "deployments", "default", "web") is not None
