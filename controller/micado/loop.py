@@ -197,7 +197,8 @@ class ControlLoop:
                     runtime.next_tick_at = old.next_tick_at
                     runtime.last_tick_at = old.last_tick_at
                     runtime.inputs = old.inputs
-                    runtime.drift = old.drift
+                    runtime.drift = {k: v for k, v in old.drift.items()
+                                     if k in runtime.objects}
                 self.runtimes[app_id] = runtime
         counts: dict[str, int] = {}
         for status, _version in versions.values():
@@ -421,11 +422,13 @@ class ControlLoop:
         manifest = obj.manifest
         spec = manifest.get("spec")
         if scaled and isinstance(spec, dict):
-            spec = {k: v for k, v in spec.items() if k != "replicas"}
+            spec = dict(spec)
             if live is None:  # re-created at the size the policies had reached, if known
                 count = self._scaled_count(rt, obj)
                 if count is not None:
                     spec["replicas"] = count
+            else:  # the live replicas are the policy's
+                spec.pop("replicas", None)
             manifest = {**manifest, "spec": spec}
 
         def adopt(_key: ObjectKey, label: str | None) -> bool:

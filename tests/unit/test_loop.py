@@ -391,12 +391,17 @@ def test_a_deployment_deleted_outside_the_controller_is_re_created_at_its_scaled
 def test_an_image_or_a_label_changed_outside_the_controller_is_re_applied(
         env: ControllerEnv, clock: Clock) -> None:
     submit(env)
+    assert env.fake_prometheus is not None
+    env.fake_prometheus.fire("web", "web_overloaded")
     env.tick("web")
+    env.fake_prometheus.fire("web")
+    assert env.replicas("web") == 2
     kubectl(env, "PATCH", DEPLOYMENT, {"spec": {"template": {"spec": {"containers": [
         {"name": "web", "image": "nginx:evil"}]}}}})
     clock.advance(15)
     env.tick("web")
     assert image(env) == "nginx:1.25"
+    assert env.replicas("web") == 2  # re-applied without touching the policy's replicas
     kubectl(env, "PATCH", "/api/v1/namespaces/default/services/web",
             {"metadata": {"labels": {"app.kubernetes.io/name": "hijacked"}}})
     clock.advance(15)
