@@ -308,6 +308,11 @@ class AppManager:
             changes = self.cluster.plan_changes(compiled.app_id, compiled.manifests)
         except ClusterError as exc:
             raise ActuatorFailed(f"cannot read the cluster: {exc}") from None
+        for change in changes:  # claimed by an app still being submitted: not on the cluster yet
+            owner = self.store.object_owner((change["kind"], change["namespace"],
+                                             change["name"]))
+            if change["action"] == "create" and owner not in (None, compiled.app_id):
+                change.update(action="conflict", owner=owner)
         conflicts = [c for c in changes if c["action"] == "conflict"]
         if conflicts:
             raise AppExists("; ".join(

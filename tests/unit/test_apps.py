@@ -283,8 +283,9 @@ def test_an_object_claimed_by_an_app_still_being_submitted_is_refused(
     env.store.put_app("first", WEB_ADT.read_text(), {}, compiled.plan.to_dict(),
                       status="submitted",
                       claim=[env.cluster.object_key(m) for m in compiled.manifests])
-    with pytest.raises(AppExists, match="Deployment default/web belongs to app 'first'"):
-        env.manager.submit(WEB_ADT.read_text(), app_id="second")
+    for dry_run in (True, False):
+        with pytest.raises(AppExists, match=r"Deployment default/web .*belongs to app 'first'"):
+            env.manager.submit(WEB_ADT.read_text(), app_id="second", dry_run=dry_run)
     assert env.store.get_app("second") is None
     assert env.kube.get("apps", "deployments", "default", "web") is None
 
