@@ -387,6 +387,8 @@ class AppManager:
                     records.append((key, manifest, expected))
                 self.store.claim_objects(app.app_id, [key for key, _, _ in records])
                 self.store.record_applied(app.app_id, records)
+                if records:  # a new version of the app: the loop reloads it with its objects
+                    self.store.set_app_status(app.app_id, app.status, app.reason)
             except (AdtError, ClusterError, ObjectClaimed) as exc:
                 log.warning("claiming the objects of app %s: %s", app.app_id, exc)
                 return

@@ -71,6 +71,9 @@ def test_an_app_may_not_take_over_another_apps_objects(env: ControllerEnv) -> No
     env.manager.submit(WEB_ADT.read_text(), app_id="web")
     with pytest.raises(AppExists, match="belongs to app 'web'"):
         env.manager.submit(WEB_ADT.read_text(), app_id="copy")
+    env.kube.objects.pop(("apps", "deployments", "default", "web"))  # deleted by hand
+    env.tick("web")  # the loop knows the claimed objects: the drift is repaired
+    assert env.kube.get("apps", "deployments", "default", "web") is not None
     assert env.store.get_app("copy") is None
 
 
@@ -324,9 +327,13 @@ def test_an_app_stored_before_object_claims_has_its_objects_claimed_at_the_next_
     env.manager.submit(WEB_ADT.read_text(), app_id="web")
     env.store.release_objects("web", keep=[])  # as a store from before migration 3 has it
     env.restart()
+    env.loop.sync()  # the loop may load the app before the first reconcile
     env.manager.reconcile()
     objects = env.store.app_objects("web")
     assert set(objects) == {("Deployment", "default", "web"), ("Service", "default", "web")}
     assert all(o.manifest is not None and o.expected is not None for o in objects.values())
     with pytest.raises(AppExists, match="belongs to app 'web'"):
         env.manager.submit(WEB_ADT.read_text(), app_id="copy")
+    env.kube.objects.pop(("apps", "deployments", "default", "web"))  # deleted by hand
+    env.tick("web")  # the loop knows the claimed objects: the drift is repaired
+    assert env.kube.get("apps", "deployments", "default", "web") is not None
