@@ -268,15 +268,16 @@ class Cluster:
             key = (manifest["kind"], namespace or "", meta["name"])
             for attempt in range(3):
                 live = self._get_or_none(path)
+                guarded = body
                 if live is not None:
                     live_meta = live.get("metadata") or {}
                     label = (live_meta.get("labels") or {}).get(INSTANCE)
                     if label != owner and not (adopt is not None and adopt(key, label)):
                         raise ObjectOwned(key, label)
-                    body = {**body, "metadata": {**body["metadata"], "resourceVersion":
-                                                 live_meta.get("resourceVersion")}}
+                    guarded = {**body, "metadata": {**body["metadata"], "resourceVersion":
+                                                    live_meta.get("resourceVersion")}}
                 try:
-                    applied.append(self._apply_one(path, body))
+                    applied.append(self._apply_one(path, guarded))
                     break
                 except ClusterError as e:
                     if e.status != 409 or attempt == 2:

@@ -432,3 +432,18 @@ def test_compiled_adt_applies_and_its_workloads_are_found_and_scaled(
     assert cluster.prune(APP, keep=compiled.manifests) == []
     assert len(cluster.delete_app(APP)) == len(compiled.manifests)
     assert api.objects == {}
+
+
+def test_apply_as_owner_re_creates_an_object_deleted_after_it_was_read(
+        api: FakeKubeApi, cluster: Cluster) -> None:
+    cluster.apply([workload_manifest("Deployment", "web")], owner=APP)
+    deleted: list[str] = []
+
+    def delete_it(method: str, path: str) -> None:  # kubectl delete between read and apply
+        if method == "PATCH" and path.endswith("/deployments/web") and not deleted:
+            api.objects.pop(("apps", "deployments", "default", "web"))
+            deleted.append(path)
+
+    api.on_request(delete_it)
+    cluster.apply([workload_manifest("Deployment", "web")], owner=APP)
+    assert deleted and api.get("apps", "deployments", "default", "web") is not None
