@@ -485,6 +485,8 @@ def _print_status(status: dict[str, Any]) -> None:
             if op.get("why_pending"):
                 line += f": {op['why_pending']}"
             click.echo(line)
+    for report in status.get("drift") or []:
+        click.echo(f"  {report.get('message')} ({_when(report.get('at'))})")
 
 
 @main.command()

@@ -286,3 +286,14 @@ def test_controller_run_reports_config_errors(tmp_path: Path) -> None:
     missing = CliRunner().invoke(main, ["controller", "run", "--config",
                                         str(tmp_path / "absent.yaml")])
     assert missing.exit_code == 2 and "absent.yaml: no such file" in missing.stderr
+
+
+def test_status_shows_drift_repaired_by_the_controller(cli: Cli) -> None:
+    ok(cli.run("start", str(cli.adt("my_web.yaml"))))
+    cli.env.tick("my-web")
+    deleted = requests.delete(cli.env.kube.url + "/apis/apps/v1/namespaces/default/deployments/"
+                              "web", timeout=10)  # kubectl delete deployment web
+    assert deleted.status_code == 200
+    cli.env.tick("my-web")
+    status = ok(cli.run("status", "my-web"))
+    assert "  drift: Deployment/web deleted outside the controller, re-created (" in status

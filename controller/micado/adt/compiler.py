@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import AdtError, Problems
 from .k8s import ObjectKey, Origin, object_key, origin_of, translate
-from .k8s.labels import NAME
+from .k8s.labels import NAME, node_labels
 from .k8s_schema import KUBERNETES_VERSION, has_schema, manifest_errors
 from .model import CompiledApp, Plan
 from .nodegroups import edge_nodes, node_groups
@@ -47,6 +47,8 @@ def compile_adt(
         problems.raise_if_errors()
         raise AdtError([])  # unreachable: read_topology only returns None with an error
     groups = node_groups(topology, problems)
+    for group in groups:
+        group.node_labels = node_labels(group.name, app_id)
     edges = edge_nodes(topology, problems)
     origins: dict[ObjectKey, list[Origin]] = {}
     manifests, workloads = translate(topology, app_id, problems, origins)

@@ -160,7 +160,7 @@ def build_workload(topology: Topology, plan: PodPlan, app_id: str,
     _apply_options(pod_spec, [b.options for b in containers])
     hosts, values = hosts_of(topology, node, problems)
     _warn_sidecar_hosts(plan, problems)
-    pod_spec["affinity"] = node_affinity(values)
+    pod_spec["affinity"] = node_affinity(values, app_id)
     version = containers[0].version if containers else "latest"
     pod_labels = {**_compose_labels(containers), **app_labels(node.name, app_id, version)}
     manifest = _manifest(plan, app_id, namespace, version, pod_labels, pod_spec)
