@@ -207,9 +207,10 @@ class AppManager:
             decisions = dict(runtime.decisions)
             inputs = dict(runtime.inputs)
             last_tick = runtime.last_tick_at
+            alert_errors = dict(runtime.alert_errors)
         else:
             decisions = {n: r.last_decision for n, r in self.store.load_targets(app_id).items()}
-            inputs, last_tick = {}, None
+            inputs, last_tick, alert_errors = {}, None, {}
         targets = []
         for policy in app.plan.get("policies", []):
             record = decisions.get(policy["name"]) or {}
@@ -226,7 +227,8 @@ class AppManager:
                     "desired": op.desired, "started_at": op.started_at, "why_pending": why}
                    for op in self.store.pending_operations(app_id)]
         return {**self._app_summary(app), "last_tick_at": last_tick, "inputs": inputs,
-                "targets": targets, "pending_operations": pending}
+                "alert_errors": alert_errors, "targets": targets,
+                "pending_operations": pending}
 
     def events(self, app_id: str | None = None, since_id: int | None = None,
                limit: int = 100) -> list[dict[str, Any]]:

@@ -96,6 +96,7 @@ class AppRuntime:
     next_tick_at: float = 0.0
     busy: bool = False
     persisted: dict[str, str] = field(default_factory=dict)  # policy -> last written JSON
+    alert_errors: dict[str, str] = field(default_factory=dict)  # alert -> evaluation error
 
 
 class _Cached:
@@ -141,7 +142,7 @@ class ControlLoop:
         self.workers = workers
         self.clock = clock
         self._evaluate = evaluate
-        self._alerts = _Cached(prometheus.alerts_by_app, cache_ttl, clock)
+        self._alerts = _Cached(prometheus.rules_by_app, cache_ttl, clock)
         self._nodes = _Cached(cluster.nodes_by_group, cache_ttl, clock)
         self._lock = threading.RLock()
         self.runtimes: dict[str, AppRuntime] = {}
@@ -171,6 +172,7 @@ class ControlLoop:
                     runtime.next_tick_at = old.next_tick_at
                     runtime.last_tick_at = old.last_tick_at
                     runtime.inputs = old.inputs
+                    runtime.alert_errors = old.alert_errors
                 self.runtimes[app_id] = runtime
         counts: dict[str, int] = {}
         for status, _version in versions.values():
@@ -235,6 +237,7 @@ class ControlLoop:
         plan = rt.plan
         events: list[tuple[str, str, Any]] = []
         inputs, results, firing, nodes, live = self._gather(rt)
+        self._check_alert_rules(rt, events)
         for source, why in inputs.items():
             if why != rt.inputs.get(source):
                 kind = "inputs" if why == OK else "inputs_unavailable"
@@ -309,7 +312,8 @@ class ControlLoop:
         if alerts is None:
             inputs["prometheus"] = f"Prometheus at {self.prometheus.url} does not answer"
         else:
-            firing = set(alerts.get(rt.app_id, set()))
+            rules = alerts.get(rt.app_id)
+            firing = set(rules.firing) if rules is not None else set()
             queries: dict[str, Any] = dict(plan.shared.queries)
             for policy in plan.policies:
                 queries.update(policy.queries)
@@ -327,6 +331,27 @@ class ControlLoop:
         except Exception as exc:  # a client-side failure (TLS, DNS, bad kubeconfig)
             inputs["kubernetes"] = f"the Kubernetes API cannot be reached: {exc}"
         return inputs, results, firing, nodes, live
+
+    def _check_alert_rules(self, rt: AppRuntime, events: list[tuple[str, str, Any]]) -> None:
+        """Alerts Prometheus cannot evaluate (they can never fire): kept for status, and an
+        event when one starts or stops failing. Unknown while Prometheus does not answer."""
+        try:
+            rules = self._alerts.get()
+        except Exception:
+            return
+        if rules is None:
+            return
+        app_rules = rules.get(rt.app_id)
+        errors = dict(app_rules.errors) if app_rules is not None else {}
+        for name, error in sorted(errors.items()):
+            if rt.alert_errors.get(name) != error:
+                events.append(("alert_rule_error",
+                               f"alert {name}: Prometheus cannot evaluate it: {error}",
+                               {"alert": name, "error": error}))
+        for name in sorted(set(rt.alert_errors) - set(errors)):
+            events.append(("alert_rule_ok", f"alert {name}: Prometheus evaluates it again",
+                           {"alert": name}))
+        rt.alert_errors = errors
 
     def _decide(self, rt: AppRuntime, policy: ScalingPolicy, inputs: TickInputs,
                 userdata: Any) -> tuple[Decision, Any]:
