@@ -29,7 +29,8 @@ from typing import Any
 from .adt import AdtError, CompiledApp, compile_adt
 from .adt.errors import Problem, format_path
 from .cluster import Cluster, ClusterError
-from .loop import ControlLoop, operation_seq
+from .dryrun import offline_summary
+from .loop import OK, ControlLoop, operation_seq
 from .metrics import PrometheusSource, RuleFileError, RuleFiles, ScrapeTargets
 from .nodes import NodeActuator
 from .store import App, Store
@@ -108,9 +109,9 @@ class AppManager:
                 raise AppExists(f"app {app_id!r} already exists: update it (PUT) or stop it "
                                 "first")
             compiled = self._compile(adt_text, params, app_id, base_dir)
-            changes = self._changes(compiled)
             if dry_run:
-                return self._summary(compiled, "dry-run", True, changes, tick)
+                return self._dry_run(compiled, "dry-run", tick)
+            changes = self._changes(compiled)
             self.store.put_app(app_id, adt_text, dict(params or {}), compiled.plan.to_dict(),
                                status="submitted", tick_seconds=tick)
             try:
@@ -139,9 +140,9 @@ class AppManager:
             compiled = self._compile(adt_text, params, app_id, base_dir)
             if tick is None:
                 tick = old.tick_seconds
-            changes = self._changes(compiled)
             if dry_run:
-                return self._summary(compiled, old.status, True, changes, tick)
+                return self._dry_run(compiled, old.status, tick)
+            changes = self._changes(compiled)
             status = "paused" if old.status == "paused" else "running"
             self.store.put_app(app_id, adt_text, dict(params or {}), compiled.plan.to_dict(),
                                status="submitted", tick_seconds=tick)
@@ -294,6 +295,18 @@ class AppManager:
                 for c in conflicts) + ": rename the node or use another namespace")
         return changes
 
+    def _dry_run(self, compiled: CompiledApp, status: str,
+                 tick: float | None) -> dict[str, Any]:
+        """The live diff; when the cluster cannot be read, what would be applied, and why
+        there is no diff (a conflict with another app's object is still refused)."""
+        try:
+            changes = self._changes(compiled)
+        except ActuatorFailed as exc:
+            return {**offline_summary(compiled, f"{exc.message}; the live diff needs the "
+                                                "cluster"),
+                    "status": status, "tick_seconds": tick or self.default_tick}
+        return {**self._summary(compiled, status, True, changes, tick), "live_diff": None}
+
     def _deploy(self, compiled: CompiledApp,
                 changes: list[dict[str, str]]) -> list[dict[str, str]]:
         """Apply manifests (then prune), write the rule and target files, reload Prometheus."""
@@ -413,8 +426,16 @@ class AppManager:
     # ------------------------------------------------------------------ shapes
     def _app_summary(self, app: App) -> dict[str, Any]:
         return {"app_id": app.app_id, "status": app.status, "reason": app.reason,
+                "holding": self._holding(app),
                 "tick_seconds": app.tick_seconds or self.default_tick,
                 "created_at": app.created_at, "updated_at": app.updated_at}
+
+    def _holding(self, app: App) -> str | None:
+        """Why a running app's targets all hold (an input its last tick could not read)."""
+        runtime = self.loop.runtime(app.app_id)
+        if app.status != "running" or runtime is None:
+            return None
+        return "; ".join(why for why in runtime.inputs.values() if why != OK) or None
 
     def _summary(self, compiled: CompiledApp, status: str, dry_run: bool,
                  changes: list[dict[str, str]], tick: float | None) -> dict[str, Any]:
