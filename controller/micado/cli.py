@@ -304,9 +304,12 @@ _APP_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 def _app_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value is not None and not _APP_NAME.match(value):
+        hint = (f"did you mean {value.lower()!r}? " if _APP_NAME.match(value.lower())
+                else "")
         raise click.BadParameter(f"{value!r} is not an app name: app names are lower-case "
                                  "letters, digits and '-', at most 63 characters, starting "
-                                 "and ending with a letter or digit (micado apps lists them)")
+                                 f"and ending with a letter or digit ({hint}micado apps lists "
+                                 "them)")
     return value
 
 

@@ -309,6 +309,11 @@ def test_a_malformed_app_name_says_what_a_name_is(cli: Cli, name: str) -> None:
         assert "Not Found" not in result.output and "Traceback" not in result.output
 
 
+def test_an_upper_case_app_name_gets_the_lower_case_one_suggested(cli: Cli) -> None:
+    upper = cli.run("status", "MICADO-APP")  # micado-client's default id, stored lower-case
+    assert upper.exit_code == 2 and "(did you mean 'micado-app'? micado apps" in upper.stderr
+
+
 def test_events_without_any_say_so(cli: Cli) -> None:
     assert ok(cli.run("events")) == "no events\n"
     assert ok(cli.run("events", "--app", "ghost")) == "no events of app ghost\n"
