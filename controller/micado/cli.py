@@ -385,9 +385,12 @@ def _submit(client: ApiClient, adt: Path, call: Callable[[str], dict[str, Any]],
         else:
             result = call(text)
     except ApiClientError as exc:
-        if offline is None or exc.status not in (None, 401):
-            _report_api_error(exc, subject=str(adt) if exc.errors else None)
-        result = offline(exc.message)
+        if offline is not None and exc.status in (None, 401):
+            result = offline(exc.message)
+        elif exc.errors:
+            _report_api_error(exc, subject=str(adt))
+        else:
+            raise  # reported like any other command's (e.g. "no app named ...")
     if as_json:
         _echo_json(result)
     else:

@@ -168,8 +168,9 @@ def test_user_errors_exit_2(cli: Cli) -> None:
     missing = cli.run("status", "ghost")
     assert missing.exit_code == 2
     assert missing.stderr == "error: no app named 'ghost' (micado apps lists them)\n"
-    for command in ("stop", "pause", "resume"):
-        result = cli.run(command, "ghost")
+    for command in (("stop", "ghost"), ("pause", "ghost"), ("resume", "ghost"),
+                    ("update", "ghost", str(cli.adt()))):
+        result = cli.run(*command)
         assert result.exit_code == 2 and "no app named 'ghost'" in result.stderr
     ok(cli.run("start", str(cli.adt())))
     duplicate = cli.run("start", str(cli.adt()))
