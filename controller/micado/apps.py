@@ -37,7 +37,8 @@ from .adt.errors import Problem, format_path
 from .adt.k8s.labels import INSTANCE
 from .adt.model import Plan
 from .cluster import Cluster, ClusterError, ObjectOwned, apply_rank, drift_view
-from .loop import ControlLoop, operation_seq, scaled_objects
+from .dryrun import offline_summary
+from .loop import OK, ControlLoop, operation_seq, scaled_objects
 from .metrics import PrometheusSource, RuleFileError, RuleFiles, ScrapeTargets
 from .nodes import NodeActuator
 from .store import App, ObjectClaimed, ObjectKey, Store
@@ -115,9 +116,9 @@ class AppManager:
                 raise AppExists(f"app {app_id!r} already exists: update it (PUT) or stop it "
                                 "first")
             compiled = self._compile(adt_text, params, app_id, base_dir)
-            changes = self._changes(compiled)
             if dry_run:
-                return self._summary(compiled, "dry-run", True, changes, tick)
+                return self._dry_run(compiled, "dry-run", tick)
+            changes = self._changes(compiled)
             self._put(app_id, adt_text, params, compiled, tick)
             try:
                 changes = self._deploy(compiled, changes)
@@ -145,9 +146,9 @@ class AppManager:
             compiled = self._compile(adt_text, params, app_id, base_dir)
             if tick is None:
                 tick = old.tick_seconds
-            changes = self._changes(compiled)
             if dry_run:
-                return self._summary(compiled, old.status, True, changes, tick)
+                return self._dry_run(compiled, old.status, tick)
+            changes = self._changes(compiled)
             status = "paused" if old.status == "paused" else "running"
             self._put(app_id, adt_text, params, compiled, tick)
             try:
@@ -217,9 +218,10 @@ class AppManager:
             inputs = dict(runtime.inputs)
             last_tick = runtime.last_tick_at
             drift = sorted(runtime.drift.values(), key=lambda d: d["at"])
+            alert_errors = dict(runtime.alert_errors)
         else:
             decisions = {n: r.last_decision for n, r in self.store.load_targets(app_id).items()}
-            inputs, last_tick = {}, None
+            inputs, last_tick, alert_errors = {}, None, {}
         targets = []
         for policy in app.plan.get("policies", []):
             record = decisions.get(policy["name"]) or {}
@@ -236,7 +238,8 @@ class AppManager:
                     "desired": op.desired, "started_at": op.started_at, "why_pending": why}
                    for op in self.store.pending_operations(app_id)]
         return {**self._app_summary(app), "last_tick_at": last_tick, "inputs": inputs,
-                "targets": targets, "pending_operations": pending, "drift": drift}
+                "alert_errors": alert_errors, "targets": targets,
+                "pending_operations": pending, "drift": drift}
 
     def events(self, app_id: str | None = None, since_id: int | None = None,
                limit: int = 100) -> list[dict[str, Any]]:
@@ -321,6 +324,18 @@ class AppManager:
                 + (f"app {c['owner']!r}" if c["owner"] else "no micado app")
                 for c in conflicts) + ": rename the node or use another namespace")
         return changes
+
+    def _dry_run(self, compiled: CompiledApp, status: str,
+                 tick: float | None) -> dict[str, Any]:
+        """The live diff; when the cluster cannot be read, what would be applied, and why
+        there is no diff (a conflict with another app's object is still refused)."""
+        try:
+            changes = self._changes(compiled)
+        except ActuatorFailed as exc:
+            return {**offline_summary(compiled, f"{exc.message}; the live diff needs the "
+                                                "cluster"),
+                    "status": status, "tick_seconds": tick or self.default_tick}
+        return {**self._summary(compiled, status, True, changes, tick), "live_diff": None}
 
     def _deploy(self, compiled: CompiledApp,
                 changes: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -493,8 +508,16 @@ class AppManager:
     # ------------------------------------------------------------------ shapes
     def _app_summary(self, app: App) -> dict[str, Any]:
         return {"app_id": app.app_id, "status": app.status, "reason": app.reason,
+                "holding": self._holding(app),
                 "tick_seconds": app.tick_seconds or self.default_tick,
                 "created_at": app.created_at, "updated_at": app.updated_at}
+
+    def _holding(self, app: App) -> str | None:
+        """Why a running app's targets all hold (an input its last tick could not read)."""
+        runtime = self.loop.runtime(app.app_id)
+        if app.status != "running" or runtime is None:
+            return None
+        return "; ".join(why for why in runtime.inputs.values() if why != OK) or None
 
     def _summary(self, compiled: CompiledApp, status: str, dry_run: bool,
                  changes: list[dict[str, str]], tick: float | None) -> dict[str, Any]:

@@ -121,6 +121,7 @@ class AppRuntime:
     objects: dict[ObjectKey, AppObject] = field(default_factory=dict)  # what was applied
     clean: dict[ObjectKey, str] = field(default_factory=dict)  # resourceVersion seen unchanged
     drift: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)  # last report each
+    alert_errors: dict[str, str] = field(default_factory=dict)  # alert -> evaluation error
 
 
 class _Cached:
@@ -166,7 +167,7 @@ class ControlLoop:
         self.workers = workers
         self.clock = clock
         self._evaluate = evaluate
-        self._alerts = _Cached(prometheus.alerts_by_app, cache_ttl, clock)
+        self._alerts = _Cached(prometheus.rules_by_app, cache_ttl, clock)
         self._nodes = _Cached(cluster.nodes_by_group, cache_ttl, clock)
         self._lock = threading.RLock()
         self._app_locks: dict[str, threading.Lock] = {}
@@ -199,6 +200,7 @@ class ControlLoop:
                     runtime.inputs = old.inputs
                     runtime.drift = {k: v for k, v in old.drift.items()
                                      if k in runtime.objects}
+                    runtime.alert_errors = old.alert_errors
                 self.runtimes[app_id] = runtime
         counts: dict[str, int] = {}
         for status, _version in versions.values():
@@ -277,6 +279,7 @@ class ControlLoop:
         inputs, results, firing, nodes, live, listed = self._gather(rt)
         if listed is not None:
             self._check_drift(rt, listed, events)
+        self._check_alert_rules(rt, events)
         for source, why in inputs.items():
             if why != rt.inputs.get(source):
                 kind = "inputs" if why == OK else "inputs_unavailable"
@@ -355,7 +358,8 @@ class ControlLoop:
         if alerts is None:
             inputs["prometheus"] = f"Prometheus at {self.prometheus.url} does not answer"
         else:
-            firing = set(alerts.get(rt.app_id, set()))
+            rules = alerts.get(rt.app_id)
+            firing = set(rules.firing) if rules is not None else set()
             queries: dict[str, Any] = dict(plan.shared.queries)
             for policy in plan.policies:
                 queries.update(policy.queries)
@@ -478,6 +482,27 @@ class ControlLoop:
                 if state is not None and state.last_count is not None:
                     return int(state.last_count)
         return None
+
+    def _check_alert_rules(self, rt: AppRuntime, events: list[tuple[str, str, Any]]) -> None:
+        """Alerts Prometheus cannot evaluate (they can never fire): kept for status, and an
+        event when one starts or stops failing. Unknown while Prometheus does not answer."""
+        try:
+            rules = self._alerts.get()
+        except Exception:
+            return
+        if rules is None:
+            return
+        app_rules = rules.get(rt.app_id)
+        errors = dict(app_rules.errors) if app_rules is not None else {}
+        for name, error in sorted(errors.items()):
+            if rt.alert_errors.get(name) != error:
+                events.append(("alert_rule_error",
+                               f"alert {name}: Prometheus cannot evaluate it: {error}",
+                               {"alert": name, "error": error}))
+        for name in sorted(set(rt.alert_errors) - set(errors)):
+            events.append(("alert_rule_ok", f"alert {name}: Prometheus evaluates it again",
+                           {"alert": name}))
+        rt.alert_errors = errors
 
     def _decide(self, rt: AppRuntime, policy: ScalingPolicy, inputs: TickInputs,
                 userdata: Any) -> tuple[Decision, Any]:
