@@ -6,6 +6,8 @@ from typing import Any
 
 import yaml
 
+from .yamlplain import NOT_PLAIN, construct_plain
+
 
 class DuplicateKeyError(yaml.MarkedYAMLError):
     """A mapping repeats a key; YAML would silently keep only the last one."""
@@ -26,6 +28,9 @@ class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
     """Safe loader that rejects duplicate mapping keys and alias bombs."""
 
     def construct_document(self, node: yaml.Node) -> Any:
+        data = construct_plain(self, node, MAX_VALUES)  # the fast way for plain documents
+        if data is not NOT_PLAIN:
+            return data
         _check_expansion(node)
         return super().construct_document(node)
 
