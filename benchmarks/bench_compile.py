@@ -1,17 +1,24 @@
-"""How long compiling a big ADT takes: 200 containers, 20 node groups, 40 scaling policies.
+"""How long compiling a big ADT takes (200 containers, 20 node groups, 40 scaling policies),
+side by side with MiCADO's own parser (micado_parser_baseline.py) on the same ADT.
 
 Run with `make bench` (pytest benchmarks --benchmark-only); see benchmarks/README.md.
 """
 
 from __future__ import annotations
 
+import statistics
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from micado_parser_baseline import MICADO_PARSER, TOSCA_PARSER, MicadoParser, write_adt
 
 from micado.adt import CompiledApp, compile_adt
 
 MICADO_URL = "https://raw.githubusercontent.com/micado-scale/tosca/develop/micado_types.yaml"
+ROUNDS = 5  # timed rounds of each, after one warm-up round of each
+SPEEDUP_TARGET = 10.0
 CONTAINERS = 200
 NODE_GROUPS = 20
 POLICIES_PER_KIND = 20  # on node groups, and as many again on containers
@@ -186,7 +193,42 @@ def _check(app: CompiledApp) -> None:
     assert sum(p.target_kind == "workload" for p in plan.policies) == POLICIES_PER_KIND
 
 
-def test_compile_big_adt(benchmark: Any) -> None:
+@pytest.fixture(scope="module")
+def micado_parser(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    adt = write_adt(BIG_ADT, MICADO_URL, Path(tmp_path_factory.mktemp("micado-parser")))
+    with MicadoParser(adt) as parser:
+        yield parser
+
+
+def test_compile_big_adt_against_micado_parser(benchmark: Any, micado_parser: MicadoParser,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Rounds alternate: MiCADO's parser (untimed setup, timed in its own process), then our
+    compile (timed here); the first round of each is a warm-up."""
     _check(_compile())  # raises AdtError (listing every problem) if the ADT does not compile
-    app = benchmark.pedantic(_compile, rounds=5, iterations=1, warmup_rounds=1)
+
+    def micado_round() -> None:
+        parse = micado_parser.parse()  # raises (its error on stderr) if MiCADO rejects the ADT
+        assert (parse.nodes, parse.policies) == (CONTAINERS + NODE_GROUPS,
+                                                 2 * POLICIES_PER_KIND), parse
+
+    app = benchmark.pedantic(_compile, setup=micado_round, rounds=ROUNDS, iterations=1,
+                             warmup_rounds=1)
     _check(app)
+    theirs = statistics.median(p.seconds for p in micado_parser.rounds[-ROUNDS:])
+    ours = benchmark.stats.stats.median
+    speedup = theirs / ours
+    benchmark.extra_info.update({
+        "micado_parser": f"micado-parser {MICADO_PARSER} on tosca-parser {TOSCA_PARSER}",
+        "micado_parser_median_s": round(theirs, 3),
+        "micado_parser_rounds_s": [round(p.seconds, 3) for p in micado_parser.rounds],
+        "ours_median_s": round(ours, 4),
+        "speedup": round(speedup, 1),
+    })
+    with capsys.disabled():
+        print(f"\n\ncompile of the {CONTAINERS + NODE_GROUPS}-node ADT, medians of {ROUNDS} "
+              f"alternating rounds:\n"
+              f"  MiCADO's parser (micado-parser {MICADO_PARSER}, tosca-parser {TOSCA_PARSER}): "
+              f"{theirs:.3f} s\n"
+              f"  ours (compile_adt, validation and manifests included): {ours:.3f} s\n"
+              f"  speed-up: {speedup:.1f}x (target at least {SPEEDUP_TARGET:.0f}x: "
+              f"{'met' if speedup >= SPEEDUP_TARGET else 'NOT met'})")
