@@ -7,6 +7,7 @@ Run with `make bench` (pytest benchmarks --benchmark-only); see benchmarks/READM
 from __future__ import annotations
 
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,8 @@ def micado_parser(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def test_compile_big_adt_against_micado_parser(benchmark: Any, micado_parser: MicadoParser,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Rounds alternate: MiCADO's parser (untimed setup, timed in its own process), then our
-    compile (timed here); the first round of each is a warm-up."""
+    compile (timed here); the first round of each is a warm-up. Wall-clock time is the
+    figure; CPU time, less moved by other work on the machine, is reported beside it."""
     _check(_compile())  # raises AdtError (listing every problem) if the ADT does not compile
 
     def micado_round() -> None:
@@ -211,24 +213,39 @@ def test_compile_big_adt_against_micado_parser(benchmark: Any, micado_parser: Mi
         assert (parse.nodes, parse.policies) == (CONTAINERS + NODE_GROUPS,
                                                  2 * POLICIES_PER_KIND), parse
 
-    app = benchmark.pedantic(_compile, setup=micado_round, rounds=ROUNDS, iterations=1,
+    our_cpu: list[float] = []
+
+    def our_round() -> CompiledApp:
+        start = time.process_time()
+        try:
+            return _compile()
+        finally:
+            our_cpu.append(time.process_time() - start)
+
+    app = benchmark.pedantic(our_round, setup=micado_round, rounds=ROUNDS, iterations=1,
                              warmup_rounds=1)
     _check(app)
-    theirs = statistics.median(p.seconds for p in micado_parser.rounds[-ROUNDS:])
-    ours = benchmark.stats.stats.median
-    speedup = theirs / ours
+    timed = micado_parser.rounds[-ROUNDS:]
+    theirs = statistics.median(p.seconds for p in timed)
+    theirs_cpu = statistics.median(p.cpu_seconds for p in timed)
+    ours, ours_cpu = benchmark.stats.stats.median, statistics.median(our_cpu[-ROUNDS:])
+    speedup, speedup_cpu = theirs / ours, theirs_cpu / ours_cpu
     benchmark.extra_info.update({
         "micado_parser": f"micado-parser {MICADO_PARSER} on tosca-parser {TOSCA_PARSER}",
         "micado_parser_median_s": round(theirs, 3),
         "micado_parser_rounds_s": [round(p.seconds, 3) for p in micado_parser.rounds],
+        "micado_parser_cpu_median_s": round(theirs_cpu, 3),
         "ours_median_s": round(ours, 4),
+        "ours_cpu_median_s": round(ours_cpu, 4),
         "speedup": round(speedup, 1),
+        "speedup_cpu": round(speedup_cpu, 1),
     })
     with capsys.disabled():
         print(f"\n\ncompile of the {CONTAINERS + NODE_GROUPS}-node ADT, medians of {ROUNDS} "
-              f"alternating rounds:\n"
+              "alternating rounds (wall clock; CPU time in brackets):\n"
               f"  MiCADO's parser (micado-parser {MICADO_PARSER}, tosca-parser {TOSCA_PARSER}): "
-              f"{theirs:.3f} s\n"
-              f"  ours (compile_adt, validation and manifests included): {ours:.3f} s\n"
-              f"  speed-up: {speedup:.1f}x (target at least {SPEEDUP_TARGET:.0f}x: "
-              f"{'met' if speedup >= SPEEDUP_TARGET else 'NOT met'})")
+              f"{theirs:.3f} s ({theirs_cpu:.3f} s)\n"
+              f"  ours (compile_adt: manifests, policies, schema checks): "
+              f"{ours:.3f} s ({ours_cpu:.3f} s)\n"
+              f"  speed-up: {speedup:.1f}x ({speedup_cpu:.1f}x); target at least "
+              f"{SPEEDUP_TARGET:.0f}x: {'met' if speedup >= SPEEDUP_TARGET else 'NOT met'}")

@@ -39,9 +39,6 @@ def construct_plain(loader: yaml.constructor.SafeConstructor, root: Node,
     seen: set[int] = set()
 
     def scalar(node: Node) -> Any:
-        if type(node) is not ScalarNode:
-            raise _NotPlain
-        _count(node)
         tag, value = node.tag, node.value
         if tag == _STR:
             return value
@@ -55,23 +52,22 @@ def construct_plain(loader: yaml.constructor.SafeConstructor, root: Node,
             return loader.construct_yaml_float(node)
         raise _NotPlain
 
-    def _count(node: Node) -> None:
-        key = id(node)
-        if key in seen or len(seen) >= max_values:  # an alias, or too big: the full loader
-            raise _NotPlain
-        seen.add(key)
-
     def build(node: Node, depth: int) -> Any:
+        ident = id(node)
+        if ident in seen or len(seen) >= max_values:  # an alias, or too big: the full loader
+            raise _NotPlain
+        seen.add(ident)
         kind = type(node)
         if kind is ScalarNode:
-            return scalar(node)
+            return node.value if node.tag == _STR else scalar(node)
         if depth >= MAX_DEPTH:
             raise _NotPlain
-        _count(node)
         if kind is MappingNode and node.tag == _MAP:
             mapping: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = scalar(key_node)  # merge (<<) and value (=) keys are not plain
+                if type(key_node) is not ScalarNode:  # unhashable: the full loader says so
+                    raise _NotPlain
+                key = build(key_node, depth)  # merge (<<) and value (=) keys are not plain
                 if key in mapping:  # the full loader reports the duplicate
                     raise _NotPlain
                 mapping[key] = build(value_node, depth + 1)

@@ -157,10 +157,11 @@ def test_the_sample_manifests_are_valid(examples_dir: Path) -> None:
 
 
 def test_every_mutation_gets_the_errors_jsonschema_gives(examples_dir: Path) -> None:
-    """Each leaf and mapping of each sample replaced by each of _REPLACEMENTS in turn: the
-    result is exactly what jsonschema alone reports, valid ones included."""
+    """Each leaf and mapping of one sample of each kind replaced by each of _REPLACEMENTS in
+    turn: the result is exactly what jsonschema alone reports, valid ones included."""
     checked = rejected = 0
-    for manifest in _sample_manifests(examples_dir):
+    one_per_kind = {m["kind"]: m for m in reversed(_sample_manifests(examples_dir))}
+    for manifest in one_per_kind.values():
         for path in _places(manifest):
             if path[0] in ("apiVersion", "kind"):
                 continue
@@ -170,7 +171,7 @@ def test_every_mutation_gets_the_errors_jsonschema_gives(examples_dir: Path) -> 
                 assert manifest_errors(broken) == expected, (path, new)
                 checked += 1
                 rejected += bool(expected)
-    assert checked > 800
+    assert checked > 500
     assert 0 < rejected < checked  # both verdicts occur: the comparison means something
 
 
