@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from .yamlplain import NOT_PLAIN, construct_plain
+from .yamlplain import NOT_PLAIN, load_plain
 
 
 class DuplicateKeyError(yaml.MarkedYAMLError):
@@ -28,9 +28,6 @@ class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
     """Safe loader that rejects duplicate mapping keys and alias bombs."""
 
     def construct_document(self, node: yaml.Node) -> Any:
-        data = construct_plain(self, node, MAX_VALUES)  # the fast way for plain documents
-        if data is not NOT_PLAIN:
-            return data
         _check_expansion(node)
         return super().construct_document(node)
 
@@ -91,6 +88,9 @@ _no_timestamps()
 
 def load_yaml(text: str) -> Any:
     """Parse one YAML document; raises yaml.YAMLError with a line and column on bad input."""
+    data = load_plain(text, _StrictLoader.yaml_implicit_resolvers, MAX_VALUES)  # the fast way
+    if data is not NOT_PLAIN:
+        return data
     try:
         return yaml.load(text, Loader=_StrictLoader)
     except UnicodeError as exc:  # e.g. a lone surrogate in text given through the API

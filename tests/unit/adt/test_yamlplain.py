@@ -1,5 +1,5 @@
-"""The fast constructor for plain YAML builds exactly what the full safe loader builds, and
-hands every document it is not sure of (aliases, merge keys, tags, duplicates, depth) back."""
+"""The fast loader for plain YAML builds exactly what PyYAML's safe loader builds, and hands
+every document it is not sure of (aliases, merge keys, tags, duplicates, depth) back."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from micado.adt.yamlio import MAX_VALUES, DuplicateKeyError, TooLargeError, load_yaml
-from micado.adt.yamlplain import MAX_DEPTH, NOT_PLAIN, construct_plain
+from micado.adt.yamlplain import MAX_DEPTH, NOT_PLAIN, load_plain
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -38,20 +38,13 @@ def typed(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def both_ways(text: str, full_too: bool = True, limit: int = MAX_VALUES) -> tuple[Any, Any]:
-    """(construct_plain's answer, the full SafeConstructor's) for one composed document."""
-    loader = yaml.CSafeLoader(text) if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:  # an empty document: load_yaml gives None without constructing
-            return None, None
-        fast = construct_plain(loader, node, limit)
-        if not full_too:
-            return fast, None
-        full = yaml.constructor.SafeConstructor.construct_document(loader, node)
-    finally:
-        loader.dispose()
-    return fast, full
+    """(load_plain's answer, PyYAML's SafeLoader's) for `text`, with the same resolvers."""
+    fast = load_plain(text, SAFE_LOADER.yaml_implicit_resolvers, limit)
+    return fast, (yaml.load(text, Loader=SAFE_LOADER) if full_too else None)
 
 
 @pytest.mark.parametrize("scalar", TRICKY_SCALARS)
@@ -79,6 +72,12 @@ def test_scalars_are_read_as_the_full_loader_reads_them(scalar: str) -> None:
     "? {a: 1}\n: 1\n",
     "= : 1\n",                                # the value key
     "a: 2024-01-31\n",                        # implicit timestamp: SafeLoader reads a date
+    "a: &x 1\n",                              # an anchor, even unused
+    "a: 1\n---\nb: 2\n",                      # two documents: an error for the full loader
+    "",                                       # no document at all
+    "# a comment only\n",
+    "a: [1\n",                                # not YAML
+    "a: \ud800\n",                            # not Unicode
 ])
 def test_documents_that_are_not_plain_go_to_the_full_loader(text: str) -> None:
     assert both_ways(text, full_too=False)[0] is NOT_PLAIN
@@ -124,6 +123,7 @@ def test_dates_stay_text_and_aliases_still_work() -> None:
 def test_the_example_adts_load_as_before(examples_dir: Path) -> None:
     adts = sorted(examples_dir.glob("*.yaml")) + sorted((REPO / "tests" / "data").glob("*/*.yaml"))
     assert len(adts) > 40
+    plain = 0
     for path in adts:
         try:
             fast, full = both_ways(path.read_text(encoding="utf-8"))
@@ -131,6 +131,8 @@ def test_the_example_adts_load_as_before(examples_dir: Path) -> None:
             continue  # the broken corpus' syntax errors
         if fast is not NOT_PLAIN:
             assert typed(fast) == typed(full), path
+            plain += 1
+    assert plain > 40  # the fast way is the usual one
 
 
 _SCALARS = st.one_of(st.sampled_from(TRICKY_SCALARS), st.text(max_size=8), st.integers(),
