@@ -25,6 +25,10 @@ from kubernetes_validate.utils import all_versions, major_minor, schema_contents
 # The Kubernetes minor version manifests are checked against (the k3s release the roles pin).
 KUBERNETES_VERSION = "1.31"
 
+# jsonschema-rs recurses on the native stack: a manifest nested about 10,000 deep under a
+# schema that refers back to itself (a CRD's openAPIV3Schema) crashes the process. Deeper than
+# this, the Python validator decides, as it did before (and raises RecursionError).
+FAST_MAX_DEPTH = 1000
 # What jsonschema-rs cannot take in (a date from an unquoted YAML timestamp, a str subclass,
 # a non-string key) makes it raise instead of answering; the detailed check then decides.
 _UNCONVERTIBLE = (ValueError, TypeError, OverflowError)
@@ -119,7 +123,7 @@ def manifest_errors(manifest: dict[str, Any], version: str = KUBERNETES_VERSION)
     if fast is None:
         return [f"Kubernetes {version} has no {kind} in {api_version}"]
     try:
-        if fast.is_valid(manifest):
+        if not _deeper_than(manifest, FAST_MAX_DEPTH) and fast.is_valid(manifest):
             return []
     except _UNCONVERTIBLE:
         pass
@@ -129,6 +133,19 @@ def manifest_errors(manifest: dict[str, Any], version: str = KUBERNETES_VERSION)
         where = ".".join(str(p) for p in error.absolute_path) or "(object)"
         errors.append(f"{where}: {_short(error.message)}")
     return errors
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether maps and lists nest more than `limit` deep in `value` (without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, dict | list))
+    return False
 
 
 def _short(message: str) -> str:

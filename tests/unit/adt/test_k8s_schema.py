@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import datetime
 import functools
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +227,36 @@ def test_each_kubernetes_version_answers_from_its_own_schema_files() -> None:
         assert manifest_errors(device, "1.31") == [
             "Kubernetes 1.31 has no DeviceClass in resource.k8s.io/v1"]
         assert not has_schema(flow, "1.32") and has_schema(flow, "1.31")
+
+
+_DEEP_CRD = """
+import sys
+from micado.adt.k8s_schema import FAST_MAX_DEPTH, manifest_errors
+levels = int(sys.argv[1])
+schema = {"type": 5}
+for _ in range(levels):
+    schema = {"type": "object", "properties": {"a": schema}}
+crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+       "metadata": {"name": "x"},
+       "spec": {"group": "g", "names": {"kind": "K", "plural": "ks"}, "scope": "Namespaced",
+                "versions": [{"name": "v1", "served": True, "storage": True,
+                              "schema": {"openAPIV3Schema": schema}}]}}
+try:
+    errors = manifest_errors(crd)
+except RecursionError:
+    print("RecursionError")
+else:
+    print(len(errors), errors[0][-40:])
+"""
+
+
+@pytest.mark.parametrize(("levels", "answer"), [
+    (40, "1 .type: 5 is not of type 'string', 'null'"),
+    (15_000, "RecursionError"),  # what jsonschema alone gives, and gave before the fast path
+])
+def test_deep_manifests_under_a_recursive_schema_do_not_crash(levels: int, answer: str) -> None:
+    """jsonschema-rs follows a CRD's self-referring schema on the native stack: 15,000 levels
+    crash the interpreter (SIGSEGV). Such manifests are left to the Python validator."""
+    run = subprocess.run([sys.executable, "-c", _DEEP_CRD, str(levels)], capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert (run.returncode, run.stdout.strip()) == (0, answer), run.stderr[-2000:]
