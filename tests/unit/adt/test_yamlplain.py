@@ -148,3 +148,23 @@ def test_random_documents_read_the_same_both_ways(data: Any, flow: bool | None) 
     fast, full = both_ways(text)
     if fast is not NOT_PLAIN:
         assert typed(fast) == typed(full)
+
+
+_EXAMPLE_TEXT = (REPO / "examples" / "micado" / "nginx_ec2.yaml").read_text(encoding="utf-8")
+_SPRINKLES = st.sampled_from([" ", "\n", "\t", ":", "-", "[", "]", "{", "}", ",", "'", '"', "#",
+                              "&a ", "*a", "!", "!!str ", "? ", "|", ">", "%", "@", "`", "0",
+                              "yes", "~", "<<: ", "\\", "\ufeff", "é"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits=st.lists(st.tuples(st.integers(0, len(_EXAMPLE_TEXT)), st.integers(0, 3),
+                                _SPRINKLES), min_size=1, max_size=6))
+def test_mutated_adt_text_reads_the_same_both_ways(edits: list[tuple[int, int, str]]) -> None:
+    """Characters cut and inserted anywhere in an example ADT: whenever the fast way answers,
+    it answers what PyYAML's safe loader does."""
+    text = _EXAMPLE_TEXT
+    for at, cut, insert in edits:
+        text = text[:at] + insert + text[at + cut:]
+    fast, _ = both_ways(text, full_too=False)
+    if fast is not NOT_PLAIN:
+        assert typed(fast) == typed(yaml.load(text, Loader=SAFE_LOADER))
