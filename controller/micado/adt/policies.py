@@ -229,11 +229,13 @@ def _rule_names(rule: str, policy: PolicyTemplate, problems: Problems) -> tuple[
     except ValueError as exc:  # a null byte in the source
         problems.error(path, f"cannot be parsed: {exc}")
         return set(), False
-    stored = {n.id for n in ast.walk(tree)
-              if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)}
-    stored |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
-    loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx,
-                                                                                     ast.Load)}
+    stored: set[str] = set()
+    loaded: set[str] = set()
+    for n in ast.walk(tree):  # one walk: the rules of a big ADT are many
+        if isinstance(n, ast.Name):
+            (loaded if isinstance(n.ctx, ast.Load) else stored).add(n.id)
+        elif isinstance(n, ast.arg):
+            stored.add(n.arg)
     return loaded - stored, True
 
 

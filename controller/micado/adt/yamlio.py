@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from .errors import PathPart
+from .yamlplain import NOT_PLAIN, load_plain
 
 
 class DuplicateKeyError(yaml.MarkedYAMLError):
@@ -156,6 +157,9 @@ def load_yaml(text: str, *, strict: bool = True) -> Any:
     `strict=False` allows duplicate keys (for embedded YAML such as cloud-config, which its
     consumer reads leniently); the size and depth limits hold either way.
     """
+    data = load_plain(text, _StrictLoader.yaml_implicit_resolvers, MAX_VALUES)  # the fast way
+    if data is not NOT_PLAIN:
+        return data
     try:
         return yaml.load(text, Loader=_StrictLoader if strict else _LimitedLoader)
     except RecursionError:  # only without libyaml, whose parser stops at 1000 levels itself
