@@ -13,7 +13,7 @@ own MiCADO-style policy: one PromQL query and one alert on a per-app, per-Deploy
 an exporter in this process (a slow sine wave, so some alerts fire and some targets scale), a
 rule with constants and `m_userdata`. Apps are submitted through the REST API. After the last
 submission and a warm-up of two ticks, the daemon is measured for `--seconds`: CPU of the daemon
-and all its descendants (the rule sandbox's forkserver and workers) from /proc, RSS sampled every
+and all its descendants (the rule sandbox workers) from /proc, RSS sampled every
 0.5 s, and the ticks it did (micado_tick_seconds_count) against apps * seconds / tick.
 Figures go to build/bench/controller_load.json.
 """

@@ -20,7 +20,6 @@ second test's extra_info. Run with `make bench`; figures in benchmarks/README.md
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -162,11 +161,8 @@ def _one_core_pool() -> tuple[SandboxPool, Callable[[], None]]:
         return SandboxPool(workers=1), lambda: None
     cores = os.sched_getaffinity(0)
     core = max(cores)
-    children = set(multiprocessing.active_children())
     os.sched_setaffinity(0, {core})
-    pool = SandboxPool(workers=1)
-    for worker in set(multiprocessing.active_children()) - children:
-        os.sched_setaffinity(worker.pid, {core})  # forkserver children keep its affinity
+    pool = SandboxPool(workers=1)  # its worker process inherits the caller's affinity
     return pool, lambda: os.sched_setaffinity(0, cores)
 
 

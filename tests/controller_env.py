@@ -29,9 +29,12 @@ DATA = Path(__file__).resolve().parent / "data" / "controller"
 WEB_ADT = DATA / "web.yaml"
 
 
-def ready_node(name: str, group: str, address: str = "10.0.0.1") -> dict[str, Any]:
+def ready_node(name: str, group: str, address: str = "10.0.0.1", *,
+               app: str = "web") -> dict[str, Any]:
+    """A Ready node of `app`'s node group `group` (labelled as the README's scheme says)."""
     return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"micado.eu/node_type": group}},
+            "metadata": {"name": name, "labels": {"micado.eu/node_type": group,
+                                                  "micado.eu/app": app}},
             "spec": {},
             "status": {"conditions": [{"type": "Ready", "status": "True"}],
                        "addresses": [{"type": "InternalIP", "address": address}]}}

@@ -28,6 +28,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
+from .adt.errors import format_path
+from .adt.yamlio import MAX_DEPTH, too_deep
 from .apps import (
     ActuatorFailed,
     AppError,
@@ -327,6 +329,8 @@ async def _compat_submission(request: Request) -> _CompatSubmission:
             data = await request.json()
         except (ValueError, UnicodeDecodeError):
             raise InvalidRequest("the body is not valid JSON") from None
+        except RecursionError:  # Python's JSON parser gives up near 1000 levels
+            raise InvalidRequest(f"the body nests more than {MAX_DEPTH} levels deep") from None
         if not isinstance(data, dict):
             raise InvalidRequest("the JSON body must be an object with 'adt'")
         fields = data
@@ -369,6 +373,10 @@ def _compat_adt(value: Any) -> str:
     if value is None or value == "" or value == {}:
         raise InvalidRequest("adt: required (the ADT as a mapping or as YAML text)")
     if isinstance(value, dict):
+        deep = too_deep(value)
+        if deep is not None:  # dumping it would recurse as deep as it nests
+            raise InvalidRequest(f"adt.{format_path(deep)}: values nested more than "
+                                 f"{MAX_DEPTH} levels deep (an ADT never needs that many)")
         text = yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
     elif isinstance(value, str):
         text = value

@@ -12,6 +12,13 @@ returns JSON-ready dicts. Order matters for "nothing half-applied, nothing lost"
   cannot be applied; objects that left the ADT are pruned by the instance label.
 * delete: mark `deleting`, delete the objects, files and node groups, then forget the app; a
   failure leaves it `deleting` with the reason, and `reconcile()` retries.
+
+Ownership: every Kubernetes object belongs to one app. The store write that records a submit
+or an update also claims the app's objects (kind, namespace, name) in the same transaction, so
+of several apps submitted at once with the same object only one gets it; the others are refused
+before anything is applied. The apply then checks each live object's instance label (the
+claim is the lock, the label the truth on the cluster) and deletes only touch objects that
+still carry the app's label.
 """
 
 from __future__ import annotations
@@ -20,19 +27,21 @@ import logging
 import math
 import re
 import secrets
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .adt import AdtError, CompiledApp, compile_adt
 from .adt.errors import Problem, format_path
-from .cluster import Cluster, ClusterError
-from .loop import ControlLoop, operation_seq
+from .adt.k8s.labels import INSTANCE
+from .adt.model import Plan
+from .cluster import Cluster, ClusterError, ObjectOwned, apply_rank, drift_view
+from .dryrun import offline_summary
+from .loop import OK, ControlLoop, operation_seq, scaled_objects
 from .metrics import PrometheusSource, RuleFileError, RuleFiles, ScrapeTargets
 from .nodes import NodeActuator
-from .store import App, Store
+from .store import App, ObjectClaimed, ObjectKey, Store
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +100,7 @@ class AppManager:
         self.nodes = nodes
         self.loop = loop
         self.default_tick = default_tick
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
+        self._claimed: set[str] = set()  # running apps whose objects are known to be claimed
 
     # ------------------------------------------------------------------ requests
     def submit(self, adt_text: str, *, params: dict[str, Any] | None = None,
@@ -108,16 +116,15 @@ class AppManager:
                 raise AppExists(f"app {app_id!r} already exists: update it (PUT) or stop it "
                                 "first")
             compiled = self._compile(adt_text, params, app_id, base_dir)
-            changes = self._changes(compiled)
             if dry_run:
-                return self._summary(compiled, "dry-run", True, changes, tick)
-            self.store.put_app(app_id, adt_text, dict(params or {}), compiled.plan.to_dict(),
-                               status="submitted", tick_seconds=tick)
+                return self._dry_run(compiled, "dry-run", tick)
+            changes = self._changes(compiled)
+            self._put(app_id, adt_text, params, compiled, tick)
             try:
                 changes = self._deploy(compiled, changes)
-            except ActuatorFailed:
+            except (ActuatorFailed, AppExists):
                 self._undeploy_quietly(app_id)
-                self.store.delete_app(app_id)
+                self.store.delete_app(app_id)  # releases its claims
                 raise
             self._create_node_groups(app_id, compiled, previous=None)
             self.store.set_app_status(app_id, "running")
@@ -139,17 +146,16 @@ class AppManager:
             compiled = self._compile(adt_text, params, app_id, base_dir)
             if tick is None:
                 tick = old.tick_seconds
-            changes = self._changes(compiled)
             if dry_run:
-                return self._summary(compiled, old.status, True, changes, tick)
+                return self._dry_run(compiled, old.status, tick)
+            changes = self._changes(compiled)
             status = "paused" if old.status == "paused" else "running"
-            self.store.put_app(app_id, adt_text, dict(params or {}), compiled.plan.to_dict(),
-                               status="submitted", tick_seconds=tick)
+            self._put(app_id, adt_text, params, compiled, tick)
             try:
                 changes = self._deploy(compiled, changes)
-            except ActuatorFailed as failure:
+            except (ActuatorFailed, AppExists) as failure:
                 self._restore(old)
-                raise ActuatorFailed(f"{failure.message}; the previous version was kept") \
+                raise type(failure)(f"{failure.message}; the previous version was kept") \
                     from None
             self._create_node_groups(app_id, compiled, previous=old)
             self.store.delete_targets(app_id, {p.name for p in compiled.plan.policies})
@@ -175,9 +181,10 @@ class AppManager:
         return self._set_running(app_id, "running")
 
     def reconcile(self) -> None:
-        """Finish what a crash or a failure interrupted: submissions and deletions."""
+        """Finish what a crash or a failure interrupted: submissions and deletions; and claim
+        the objects of apps stored before object claims existed."""
         for app in self.store.list_apps():
-            if app.status not in ("submitted", "deleting"):
+            if app.status not in ("submitted", "deleting") and app.app_id in self._claimed:
                 continue
             try:
                 with self._app_lock(app.app_id):
@@ -188,6 +195,8 @@ class AppManager:
                         self._finish_delete(current)
                     elif current.status == "submitted":
                         self._finish_submit(current)
+                    else:
+                        self._claim_existing(current)
             except AppError as exc:
                 log.warning("reconciling app %s: %s", app.app_id, exc.message)
 
@@ -203,13 +212,16 @@ class AppManager:
     def status(self, app_id: str) -> dict[str, Any]:
         app = self._get(app_id)
         runtime = self.loop.runtime(app_id)
+        drift: list[dict[str, Any]] = []
         if runtime is not None:
             decisions = dict(runtime.decisions)
             inputs = dict(runtime.inputs)
             last_tick = runtime.last_tick_at
+            drift = sorted(runtime.drift.values(), key=lambda d: d["at"])
+            alert_errors = dict(runtime.alert_errors)
         else:
             decisions = {n: r.last_decision for n, r in self.store.load_targets(app_id).items()}
-            inputs, last_tick = {}, None
+            inputs, last_tick, alert_errors = {}, None, {}
         targets = []
         for policy in app.plan.get("policies", []):
             record = decisions.get(policy["name"]) or {}
@@ -226,7 +238,8 @@ class AppManager:
                     "desired": op.desired, "started_at": op.started_at, "why_pending": why}
                    for op in self.store.pending_operations(app_id)]
         return {**self._app_summary(app), "last_tick_at": last_tick, "inputs": inputs,
-                "targets": targets, "pending_operations": pending}
+                "alert_errors": alert_errors, "targets": targets,
+                "pending_operations": pending, "drift": drift}
 
     def events(self, app_id: str | None = None, since_id: int | None = None,
                limit: int = 100) -> list[dict[str, Any]]:
@@ -239,10 +252,25 @@ class AppManager:
     # ------------------------------------------------------------------ steps
     @contextmanager
     def _app_lock(self, app_id: str) -> Iterator[None]:
-        with self._locks_lock:
-            lock = self._locks.setdefault(app_id, threading.Lock())
-        with lock:
+        """One request per app at a time; the loop's drift repair takes the same lock."""
+        with self.loop.app_lock(app_id):
             yield
+
+    def _put(self, app_id: str, adt_text: str, params: dict[str, Any] | None,
+             compiled: CompiledApp, tick: float | None) -> None:
+        """Store the app as `submitted` and claim its objects, in one transaction."""
+        try:
+            keys = [self.cluster.object_key(m) for m in compiled.manifests]
+        except ClusterError as exc:
+            raise ActuatorFailed(f"cannot read the cluster: {exc}") from None
+        try:
+            self.store.put_app(app_id, adt_text, dict(params or {}), compiled.plan.to_dict(),
+                               status="submitted", tick_seconds=tick, claim=keys)
+        except ObjectClaimed as exc:
+            raise AppExists("; ".join(
+                f"{kind} {namespace + '/' if namespace else ''}{name} belongs to app "
+                f"{owner!r}" for (kind, namespace, name), owner in sorted(exc.owners.items()))
+                + ": rename the node or use another namespace") from None
 
     def _get(self, app_id: str) -> App:
         app = self.store.get_app(app_id)
@@ -283,6 +311,11 @@ class AppManager:
             changes = self.cluster.plan_changes(compiled.app_id, compiled.manifests)
         except ClusterError as exc:
             raise ActuatorFailed(f"cannot read the cluster: {exc}") from None
+        for change in changes:  # claimed by an app still being submitted: not on the cluster yet
+            owner = self.store.object_owner((change["kind"], change["namespace"],
+                                             change["name"]))
+            if change["action"] == "create" and owner not in (None, compiled.app_id):
+                change.update(action="conflict", owner=owner)
         conflicts = [c for c in changes if c["action"] == "conflict"]
         if conflicts:
             raise AppExists("; ".join(
@@ -292,6 +325,18 @@ class AppManager:
                 for c in conflicts) + ": rename the node or use another namespace")
         return changes
 
+    def _dry_run(self, compiled: CompiledApp, status: str,
+                 tick: float | None) -> dict[str, Any]:
+        """The live diff; when the cluster cannot be read, what would be applied, and why
+        there is no diff (a conflict with another app's object is still refused)."""
+        try:
+            changes = self._changes(compiled)
+        except ActuatorFailed as exc:
+            return {**offline_summary(compiled, f"{exc.message}; the live diff needs the "
+                                                "cluster"),
+                    "status": status, "tick_seconds": tick or self.default_tick}
+        return {**self._summary(compiled, status, True, changes, tick), "live_diff": None}
+
     def _deploy(self, compiled: CompiledApp,
                 changes: list[dict[str, str]]) -> list[dict[str, str]]:
         """Apply manifests (then prune), write the rule and target files, reload Prometheus."""
@@ -299,8 +344,10 @@ class AppManager:
         plan = compiled.plan
         manifests = _keep_scaled_replicas(compiled, changes)
         try:
-            self.cluster.apply(manifests)
-            self.cluster.prune(app_id, manifests)
+            self._apply(app_id, plan, manifests)
+        except ObjectOwned as exc:
+            raise AppExists(f"{exc.message}: rename the node or use another namespace") \
+                from None
         except ClusterError as exc:
             raise ActuatorFailed(f"Kubernetes refused the app: {exc}") from None
         try:
@@ -319,6 +366,57 @@ class AppManager:
                                  f"Prometheus at {self.prometheus.url} did not reload its "
                                  "rules; alerts start when it does")
         return [c for c in changes if c["action"] != "unchanged"]
+
+    def _apply(self, app_id: str, plan: Plan, manifests: list[dict[str, Any]]) -> None:
+        """Apply as the owner, remember what was applied (drift is measured against it),
+        prune what left the app and release its claims."""
+        applied = self.cluster.apply(manifests, owner=app_id, adopt=self._adoptable(app_id))
+        scaled = scaled_objects(plan)
+        records = []
+        for manifest, live in zip(sorted(manifests, key=apply_rank), applied, strict=True):
+            key = self.cluster.object_key(manifest)
+            records.append((key, manifest, drift_view(live, manifest, key in scaled)))
+        self.store.record_applied(app_id, records)
+        self.cluster.prune(app_id, manifests)
+        self.store.release_objects(app_id, [key for key, _, _ in records])
+
+    def _claim_existing(self, app: App) -> None:
+        """An app stored before object claims existed: claim its objects now, and take what
+        is live and labelled as the app's as the baseline for drift (a missing one is
+        re-created by the loop); objects another app owns stay theirs."""
+        if not self.store.app_objects(app.app_id):
+            try:
+                compiled = compile_adt(app.adt_source, params=app.params, app_id=app.app_id)
+                scaled = scaled_objects(compiled.plan)
+                records = []
+                for manifest in compiled.manifests:
+                    key = self.cluster.object_key(manifest)
+                    if self.store.object_owner(key) is not None:
+                        continue
+                    live = self.cluster.get_object(manifest)
+                    label = ((live or {}).get("metadata") or {}).get("labels") or {}
+                    if live is not None and label.get(INSTANCE) != app.app_id:
+                        continue
+                    expected = None if live is None else drift_view(live, manifest,
+                                                                    key in scaled)
+                    records.append((key, manifest, expected))
+                self.store.claim_objects(app.app_id, [key for key, _, _ in records])
+                self.store.record_applied(app.app_id, records)
+                if records:  # a new version of the app: the loop reloads it with its objects
+                    self.store.set_app_status(app.app_id, app.status, app.reason)
+            except (AdtError, ClusterError, ObjectClaimed) as exc:
+                log.warning("claiming the objects of app %s: %s", app.app_id, exc)
+                return
+        self._claimed.add(app.app_id)
+
+    def _adoptable(self, app_id: str) -> Callable[[ObjectKey, str | None], bool]:
+        """Whether the app may take back one of its objects whose instance label was changed
+        by hand: only one it applied before, and never one labelled for another stored app."""
+        applied = {k for k, o in self.store.app_objects(app_id).items() if o.manifest}
+
+        def adopt(key: ObjectKey, label: str | None) -> bool:
+            return key in applied and (label is None or self.store.get_app(label) is None)
+        return adopt
 
     def _create_node_groups(self, app_id: str, compiled: CompiledApp,
                             previous: App | None) -> None:
@@ -381,8 +479,7 @@ class AppManager:
                            status=old.status, tick_seconds=old.tick_seconds)
         try:
             compiled = compile_adt(old.adt_source, params=old.params, app_id=old.app_id)
-            self.cluster.apply(compiled.manifests)
-            self.cluster.prune(old.app_id, compiled.manifests)
+            self._apply(old.app_id, compiled.plan, compiled.manifests)
         except (AdtError, ClusterError) as exc:
             self.store.add_event(old.app_id, "action_failed",
                                  f"re-applying the previous version failed: {exc}")
@@ -411,8 +508,16 @@ class AppManager:
     # ------------------------------------------------------------------ shapes
     def _app_summary(self, app: App) -> dict[str, Any]:
         return {"app_id": app.app_id, "status": app.status, "reason": app.reason,
+                "holding": self._holding(app),
                 "tick_seconds": app.tick_seconds or self.default_tick,
                 "created_at": app.created_at, "updated_at": app.updated_at}
+
+    def _holding(self, app: App) -> str | None:
+        """Why a running app's targets all hold (an input its last tick could not read)."""
+        runtime = self.loop.runtime(app.app_id)
+        if app.status != "running" or runtime is None:
+            return None
+        return "; ".join(why for why in runtime.inputs.values() if why != OK) or None
 
     def _summary(self, compiled: CompiledApp, status: str, dry_run: bool,
                  changes: list[dict[str, str]], tick: float | None) -> dict[str, Any]:

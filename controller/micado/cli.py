@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -42,10 +44,7 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def _compile(adt: Path, params: tuple[str, ...], app_id: str | None) -> CompiledApp:
-    try:
-        text = adt.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.FileError(str(adt), hint=str(exc)) from None
+    text = _read_adt(adt)
     try:
         return compile_adt(text, params=_parse_params(params),
                            app_id=app_id or app_id_from_filename(adt),
@@ -244,10 +243,17 @@ def _client_options(func: Callable[..., Any]) -> Callable[..., Any]:
             for line in exc.problems:
                 click.echo(f"error: {line}", err=True)
             sys.exit(EXIT_INVALID)
+        if config.token is None and not kwargs.get("dry_run"):  # a dry run can do without
+            click.echo(f"error: {_no_token(client_config)}", err=True)
+            sys.exit(EXIT_INVALID)
         client = ApiClient(config.endpoint, config.token)
         try:
             return func(client, *args, **kwargs)
         except ApiClientError as exc:
+            app = kwargs.get("app")
+            if exc.status == 404 and isinstance(app, str):
+                click.echo(f"error: no app named {app!r} (micado apps lists them)", err=True)
+                sys.exit(EXIT_INVALID)
             _report_api_error(exc)
         finally:
             client.close()
@@ -267,6 +273,16 @@ def _client_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _no_token(client_config: Path | None) -> str:
+    """Where a token can come from, naming the flag and the files looked at."""
+    from .config import ControllerConfig, default_client_config_path
+
+    looked = client_config or default_client_config_path(dict(os.environ))
+    return (f"no API token: pass --token-file FILE (the controller's token file, "
+            f"{ControllerConfig.token_file} on its host), or set $MICADO_TOKEN_FILE, or set "
+            f"token_file in {looked}" + ("" if looked.exists() else " (no such file)"))
+
+
 def _report_api_error(exc: ApiClientError, subject: str | None = None) -> NoReturn:
     """One line with the controller's message, then every ADT error; exit 2 (4xx) or 1."""
     click.echo(f"{subject or 'error'}: {exc.message}", err=True)
@@ -280,7 +296,21 @@ def _report_api_error(exc: ApiClientError, subject: str | None = None) -> NoRetu
 
 _JSON = click.option("--json", "as_json", is_flag=True,
                      help="Print the controller's answer as JSON.")
-_APP = click.argument("app")
+_APP_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _app_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not _APP_NAME.match(value):
+        hint = (f"did you mean {value.lower()!r}? " if _APP_NAME.match(value.lower())
+                else "")
+        raise click.BadParameter(f"{value!r} is not an app name: app names are lower-case "
+                                 "letters, digits and '-', at most 63 characters, starting "
+                                 f"and ending with a letter or digit ({hint}micado apps lists "
+                                 "them)")
+    return value
+
+
+_APP = click.argument("app", callback=_app_name)
 _TICK = click.option("--tick", "tick", type=click.FloatRange(0.5, 3600), metavar="SECONDS",
                      help="Seconds between the app's scaling evaluations (default: the "
                           "controller's).")
@@ -293,10 +323,20 @@ def _echo_json(data: Any) -> None:
 
 
 def _read_adt(adt: Path) -> str:
+    """The ADT's text; a file that is not UTF-8 is an invalid ADT (exit 2), reported as one."""
     try:
-        return adt.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = adt.read_bytes()
+    except OSError as exc:
         raise click.FileError(str(adt), hint=str(exc)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        problem = Problem((), f"not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, "
+                              f"column {column} (save the file as UTF-8)")
+        _report_errors(adt, AdtError([problem]))
+        sys.exit(EXIT_INVALID)
 
 
 def _when(ts: float | None) -> str:
@@ -314,7 +354,12 @@ def _table(headers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
 def _print_submission(adt: Path, result: dict[str, Any]) -> None:
     app_id = result.get("app_id")
     changes = result.get("changes") or []
-    if result.get("dry_run"):
+    live_diff = result.get("live_diff")
+    if result.get("dry_run") and live_diff:
+        click.echo(f"{app_id}: dry run, nothing was changed; {adt} would apply "
+                   f"{len(changes)} object{'s' if len(changes) != 1 else ''} (no live diff: "
+                   f"{live_diff}):")
+    elif result.get("dry_run"):
         click.echo(f"{app_id}: dry run, nothing was changed; applying {adt} would "
                    + ("change nothing" if not changes else "do:"))
     else:
@@ -324,22 +369,49 @@ def _print_submission(adt: Path, result: dict[str, Any]) -> None:
     for change in changes:
         where = f"{change['namespace']}/" if change.get("namespace") else ""
         click.echo(f"  {change.get('action')} {change.get('kind')} {where}{change.get('name')}")
+    if result.get("dry_run"):
+        click.echo("  node groups: " + (", ".join(
+            f"{g.get('name')} ({g.get('min')}..{g.get('max')})"
+            for g in result.get("node_groups") or []) or "none"))
+        click.echo("  policies: " + (", ".join(
+            f"{p.get('name')} -> {p.get('target')}"
+            for p in result.get("policies") or []) or "none"))
     for warning in result.get("warnings") or []:
         click.echo(f"  warning: {warning.get('path')}: {warning.get('message')}", err=True)
 
 
 def _submit(client: ApiClient, adt: Path, call: Callable[[str], dict[str, Any]],
-            as_json: bool) -> None:
+            as_json: bool, offline: Callable[[str], dict[str, Any]] | None = None) -> None:
+    """Send the ADT; a dry run (`offline` given) that no controller answers is done here."""
     from .client import ApiClientError
 
+    text = _read_adt(adt)
     try:
-        result = call(_read_adt(adt))
+        if offline is not None and not client.has_token:
+            result = offline("no API token (--token-file) to ask the controller")
+        else:
+            result = call(text)
     except ApiClientError as exc:
-        _report_api_error(exc, subject=str(adt) if exc.errors else None)
+        if offline is not None and exc.status in (None, 401):
+            result = offline(exc.message)
+        elif exc.errors:
+            _report_api_error(exc, subject=str(adt))
+        else:
+            raise  # reported like any other command's (e.g. "no app named ...")
     if as_json:
         _echo_json(result)
     else:
         _print_submission(adt, result)
+
+
+def _offline(adt: Path, params: tuple[str, ...], app_id: str) -> Callable[[str], dict[str, Any]]:
+    """A dry run without the controller: compiled here, listed without a live diff."""
+    from .dryrun import offline_summary
+
+    def run(why: str) -> dict[str, Any]:
+        return offline_summary(_compile(adt, params, app_id),
+                               f"{why}; the live diff needs the controller and its cluster")
+    return run
 
 
 @main.command()
@@ -357,7 +429,8 @@ def start(client: ApiClient, adt: Path, params: tuple[str, ...], app_id: str | N
     values = _parse_params(params)
     chosen = app_id or app_id_from_filename(adt)
     _submit(client, adt, lambda text: client.submit(
-        text, app_id=chosen, params=values, tick_seconds=tick, dry_run=dry_run), as_json)
+        text, app_id=chosen, params=values, tick_seconds=tick, dry_run=dry_run), as_json,
+        _offline(adt, params, chosen) if dry_run else None)
 
 
 @main.command()
@@ -373,7 +446,8 @@ def update(client: ApiClient, app: str, adt: Path, params: tuple[str, ...],
     """Apply a new version of a running app's ADT."""
     values = _parse_params(params)
     _submit(client, adt, lambda text: client.update(
-        app, text, params=values, tick_seconds=tick, dry_run=dry_run), as_json)
+        app, text, params=values, tick_seconds=tick, dry_run=dry_run), as_json,
+        _offline(adt, params, app) if dry_run else None)
 
 
 @main.command()
@@ -433,9 +507,16 @@ def apps(client: ApiClient, as_json: bool) -> None:
         return
     for line in _table(("APP", "STATUS", "TICK", "UPDATED", "REASON"),
                        [(a.get("app_id"), a.get("status"), f"{a.get('tick_seconds'):g}s",
-                         _when(a.get("updated_at")), a.get("reason") or "")
+                         _when(a.get("updated_at")), _app_reason(a))
                         for a in listed]):
         click.echo(line)
+
+
+def _app_reason(app: dict[str, Any]) -> str:
+    """Why an app is not simply running: the controller's reason, or why it is holding."""
+    if app.get("reason"):
+        return str(app["reason"])
+    return f"holding: {app['holding']}" if app.get("holding") else ""
 
 
 def _size(value: Any) -> str:
@@ -459,6 +540,8 @@ def _print_status(status: dict[str, Any]) -> None:
     inputs = status.get("inputs") or {}
     if inputs:
         click.echo("  inputs: " + ", ".join(f"{k} {v}" for k, v in sorted(inputs.items())))
+    for name, error in sorted((status.get("alert_errors") or {}).items()):
+        click.echo(f"  alert {name}: Prometheus cannot evaluate it (it never fires): {error}")
     targets = status.get("targets") or []
     if targets:
         for line in _table(("TARGET", "KIND", "CURRENT→DESIRED", "MIN..MAX", "REASON"),
@@ -478,10 +561,12 @@ def _print_status(status: dict[str, Any]) -> None:
             if op.get("why_pending"):
                 line += f": {op['why_pending']}"
             click.echo(line)
+    for report in status.get("drift") or []:
+        click.echo(f"  {report.get('message')} ({_when(report.get('at'))})")
 
 
 @main.command()
-@click.argument("app", required=False)
+@click.argument("app", required=False, callback=_app_name)
 @_JSON
 @_client_options
 def status(client: ApiClient, app: str | None, as_json: bool) -> None:
@@ -511,7 +596,7 @@ def status(client: ApiClient, app: str | None, as_json: bool) -> None:
     rows = [(s.get("app_id"), s.get("status"),
              ", ".join(f"{t.get('target')} {_size(t.get('current'))}→"
                        f"{_size(t.get('desired'))}" for t in s.get("targets") or []) or "-",
-             len(s.get("pending_operations") or []), s.get("reason") or "")
+             len(s.get("pending_operations") or []), _app_reason(s))
             for s in statuses]
     for line in _table(("APP", "STATUS", "TARGETS", "PENDING", "REASON"), rows):
         click.echo(line)
@@ -523,7 +608,8 @@ def _event_line(event: dict[str, Any]) -> str:
 
 
 @main.command()
-@click.option("--app", "app_id", metavar="APP", help="Only this app's events.")
+@click.option("--app", "app_id", metavar="APP", callback=_app_name,
+              help="Only this app's events.")
 @click.option("--since", type=click.IntRange(min=0), metavar="ID",
               help="Only events after this event id.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True,
@@ -539,6 +625,10 @@ def events(client: ApiClient, app_id: str | None, since: int | None, limit: int,
     batch = client.events(app_id=app_id, since=since, limit=limit)
     if as_json and not follow:
         _echo_json({"events": batch})
+        return
+    if not batch and not follow:
+        click.echo("no events" + (f" of app {app_id}" if app_id else "")
+                   + (f" after #{since}" if since is not None else ""))
         return
     last = since
     try:

@@ -43,6 +43,10 @@ class ApiClient:
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
+    @property
+    def has_token(self) -> bool:
+        return "Authorization" in self._session.headers
+
     def close(self) -> None:
         self._session.close()
 

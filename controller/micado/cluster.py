@@ -11,6 +11,12 @@ custom resources, found by discovery) and one place handles errors and retries:
 
 Every request the actuator sends is idempotent (apply, set replicas, delete), so a retry after
 a lost response is safe; a delete that finds the object gone counts as done.
+
+Ownership: an object belongs to the app named by its `app.kubernetes.io/instance` label.
+`apply(..., owner=)` reads each object first and refuses one labelled for another app, and
+sends the `resourceVersion` it read, so a relabelling in between fails the apply (409) instead
+of being overwritten; deletes carry the same precondition, so an object relabelled between the
+list and the delete is left alone.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from .adt.k8s.labels import INSTANCE, MANAGED_BY, MANAGER, NAME, NODE_TYPE
+from .adt.k8s.labels import APP, INSTANCE, MANAGED_BY, MANAGER, NAME, NODE_TYPE
 from .adt.model import Workload
 
 FIELD_MANAGER = "micado"
@@ -65,6 +71,18 @@ class ClusterError(Exception):
         self.request = request
         where = f" ({request})" if request else ""
         super().__init__(f"Kubernetes API {status or 'unreachable'} {reason}: {message}{where}")
+
+
+class ObjectOwned(ClusterError):
+    """An object the app wants is labelled as another app's (or made by hand)."""
+
+    def __init__(self, key: tuple[str, str, str], owner: str | None) -> None:
+        self.key = key
+        self.owner = owner
+        whose = f"app {owner!r}" if owner else "no micado app"
+        where = f"{key[1]}/" if key[1] else ""
+        super().__init__(409, "Conflict", f"{key[0]} {where}{key[2]} already exists and "
+                                          f"belongs to {whose}")
 
 
 @dataclass(frozen=True)
@@ -140,51 +158,64 @@ class Cluster:
             self._api.close()
 
     # ------------------------------------------------------------------ reads
-    def group_nodes(self, group: str) -> list[dict[str, str]]:
-        """MiCADO's `m_nodes` for a node group: Ready, schedulable, untainted nodes."""
-        nodes = self._request("GET", "/api/v1/nodes",
-                              query={"labelSelector": f"{NODE_TYPE}={group}"})
-        result = []
-        for node in nodes.get("items") or []:
-            labels = (node.get("metadata") or {}).get("labels") or {}
-            if labels.get(NODE_TYPE) != group or not _usable(node):
-                continue
-            result.append({"ID": node["metadata"]["name"], "Addr": _address(node)})
-        return result
+    def group_nodes(self, app_id: str, group: str) -> list[dict[str, str]]:
+        """MiCADO's `m_nodes` for one app's node group: Ready, schedulable, untainted nodes
+        labelled with both the group's name and the app (another app's group of the same
+        name is another group)."""
+        selector = f"{NODE_TYPE}={group},{APP}={app_id}"
+        nodes = self._request("GET", "/api/v1/nodes", query={"labelSelector": selector})
+        return self._groups(nodes.get("items") or []).get((app_id, group), [])
 
-    def nodes_by_group(self) -> dict[str, list[dict[str, str]]]:
-        """`group_nodes` for every group at once: one list call serves all apps of a tick."""
-        nodes = self._request("GET", "/api/v1/nodes")
-        groups: dict[str, list[dict[str, str]]] = {}
-        for node in nodes.get("items") or []:
-            group = ((node.get("metadata") or {}).get("labels") or {}).get(NODE_TYPE)
-            if group is None:
+    def nodes_by_group(self) -> dict[tuple[str, str], list[dict[str, str]]]:
+        """`group_nodes` for every group at once, keyed by (app id, group): one list call
+        serves all apps of a tick. Nodes without an app label belong to no group."""
+        return self._groups(self._request("GET", "/api/v1/nodes").get("items") or [])
+
+    @staticmethod
+    def _groups(items: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, str]]]:
+        groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+        for node in items:
+            labels = (node.get("metadata") or {}).get("labels") or {}
+            group, app_id = labels.get(NODE_TYPE), labels.get(APP)
+            if group is None or app_id is None:
                 continue
-            members = groups.setdefault(group, [])
+            members = groups.setdefault((app_id, group), [])
             if _usable(node):
                 members.append({"ID": node["metadata"]["name"], "Addr": _address(node)})
         return groups
 
-    def live_replicas(self, app_id: str, workloads: Iterable[Workload]) -> dict[str, int]:
+    def app_objects(self, app_id: str, kinds: Iterable[tuple[str, str]]
+                    ) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """The live objects labelled instance=<app_id>, of the given (apiVersion, kind)s, in
+        every namespace: one list call per kind. Keyed (kind, namespace, name)."""
+        found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for api_version, kind in dict.fromkeys(kinds):
+            resource = self._resource(api_version, kind)
+            items = self._request("GET", resource.path(),
+                                  query={"labelSelector": f"{INSTANCE}={app_id}"}
+                                  ).get("items") or []
+            for item in items:
+                meta = item.get("metadata") or {}
+                found[kind, meta.get("namespace") or "", meta.get("name", "")] = item
+        return found
+
+    def live_replicas(self, app_id: str, workloads: Iterable[Workload],
+                      listed: dict[tuple[str, str, str], dict[str, Any]] | None = None
+                      ) -> dict[str, int]:
         """spec.replicas of the app's Deployments/StatefulSets, keyed by ADT node name.
 
         Found by the compiler's labels (instance=<app_id>, name=<node>) in each workload's
         namespace; a workload not found (or of another kind) is absent from the result.
+        `listed` is what `app_objects` returned, when the caller has it already.
         """
+        workloads = [w for w in workloads if w.kind in SCALABLE_KINDS]
+        if listed is None:
+            listed = self.app_objects(app_id, [("apps/v1", w.kind) for w in workloads])
         result: dict[str, int] = {}
-        listed: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for workload in workloads:
-            plural = SCALABLE_KINDS.get(workload.kind)
-            if plural is None:
-                continue
-            where = (workload.namespace, plural)
-            if where not in listed:
-                resource = self._resource("apps/v1", workload.kind)
-                listed[where] = self._request(
-                    "GET", resource.path(workload.namespace),
-                    query={"labelSelector": f"{INSTANCE}={app_id}"}).get("items") or []
-            found = [item for item in listed[where]
-                     if ((item.get("metadata") or {}).get("labels") or {}).get(NAME)
+            found = [item for (kind, namespace, _), item in listed.items()
+                     if kind == workload.kind and namespace == workload.namespace
+                     and ((item.get("metadata") or {}).get("labels") or {}).get(NAME)
                      == workload.node]
             if not found:
                 continue
@@ -212,22 +243,59 @@ class Cluster:
                           content_type="application/merge-patch+json")
         return previous
 
-    def apply(self, manifests: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Server-side apply (field manager `micado`, conflicts forced); returns the objects."""
-        ordered = sorted(manifests, key=_apply_rank)
+    def apply(self, manifests: Iterable[dict[str, Any]], *, owner: str | None = None,
+              adopt: Callable[[tuple[str, str, str], str | None], bool] | None = None,
+              ) -> list[dict[str, Any]]:
+        """Server-side apply (field manager `micado`, conflicts forced); returns the objects.
+
+        With `owner` (an app id), each object is read first: one labelled for another app
+        raises `ObjectOwned` (before anything else is applied from there on) unless
+        `adopt(key, its label)` says the app may take it back (see `AppManager`); the apply
+        carries the resourceVersion read, so a change in between is a 409, read again.
+        """
         applied = []
-        for manifest in ordered:
+        for manifest in sorted(manifests, key=apply_rank):
             resource = self._resource(manifest["apiVersion"], manifest["kind"])
             meta = manifest.get("metadata") or {}
             namespace = (meta.get("namespace") or "default") if resource.namespaced else None
             body = manifest
             if namespace and meta.get("namespace") != namespace:
                 body = {**manifest, "metadata": {**meta, "namespace": namespace}}
-            applied.append(self._request(
-                "PATCH", resource.path(namespace, meta["name"]),
-                query={"fieldManager": FIELD_MANAGER, "force": "true"},
-                body=body, content_type="application/apply-patch+yaml"))
+            path = resource.path(namespace, meta["name"])
+            if owner is None:
+                applied.append(self._apply_one(path, body))
+                continue
+            key = (manifest["kind"], namespace or "", meta["name"])
+            for attempt in range(3):
+                live = self._get_or_none(path)
+                guarded = body
+                if live is not None:
+                    live_meta = live.get("metadata") or {}
+                    label = (live_meta.get("labels") or {}).get(INSTANCE)
+                    if label != owner and not (adopt is not None and adopt(key, label)):
+                        raise ObjectOwned(key, label)
+                    guarded = {**body, "metadata": {**body["metadata"], "resourceVersion":
+                                                    live_meta.get("resourceVersion")}}
+                try:
+                    applied.append(self._apply_one(path, guarded))
+                    break
+                except ClusterError as e:
+                    if e.status != 409 or attempt == 2:
+                        raise
         return applied
+
+    def _apply_one(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request("PATCH", path, query={"fieldManager": FIELD_MANAGER,
+                                                   "force": "true"},
+                             body=body, content_type="application/apply-patch+yaml")
+
+    def _get_or_none(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self._request("GET", path)
+        except ClusterError as e:
+            if e.status == 404:
+                return None
+            raise
 
     def prune(self, app_id: str, keep: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]:
         """Delete the app's objects (instance=<app_id>, managed-by=micado) not in `keep`.
@@ -256,8 +324,9 @@ class Cluster:
                 key = (kind, meta.get("namespace") or "", meta["name"])
                 if key in kept or meta.get("ownerReferences"):
                     continue
-                self._delete(resource, key[1] or None, key[2])
-                deleted.append(key)
+                if self._delete(resource, key[1] or None, key[2], app_id,
+                                meta.get("resourceVersion")):
+                    deleted.append(key)
         return deleted
 
     def plan_changes(self, app_id: str,
@@ -269,7 +338,7 @@ class Cluster:
         manifests no longer contain, and `conflict` (with its `owner`) for an object of the
         same name that is not this app's (another app's, or made by hand).
         """
-        manifests = sorted(manifests, key=_apply_rank)
+        manifests = sorted(manifests, key=apply_rank)
         changes = []
         for manifest in manifests:
             resource = self._resource(manifest["apiVersion"], manifest["kind"])
@@ -310,18 +379,50 @@ class Cluster:
                                     "name": key[2]})
         return changes
 
+    def get_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """The live object a manifest describes, None when there is none."""
+        kind, namespace, name = self.object_key(manifest)
+        resource = self._resource(manifest["apiVersion"], kind)
+        return self._get_or_none(resource.path(namespace or None, name))
+
+    def object_key(self, manifest: dict[str, Any]) -> tuple[str, str, str]:
+        """(kind, namespace, name) as the server will know the object: a namespaced object
+        without a namespace goes to "default", a cluster-scoped one has ""."""
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        return _key(manifest, "default") if resource.namespaced else \
+            (manifest["kind"], "", manifest["metadata"]["name"])
+
     def delete_app(self, app_id: str) -> list[tuple[str, str, str]]:
         """Delete every object of the app; returns what was deleted."""
         return self.prune(app_id, keep=())
 
     # ------------------------------------------------------------------ plumbing
-    def _delete(self, resource: Resource, namespace: str | None, name: str) -> None:
-        try:
-            self._request("DELETE", resource.path(namespace, name),
-                          body={"propagationPolicy": "Background"})
-        except ClusterError as e:
-            if e.status != 404:  # already gone (maybe deleted by a retried request)
-                raise
+    def _delete(self, resource: Resource, namespace: str | None, name: str, owner: str,
+                resource_version: str | None) -> bool:
+        """Delete an object if it still carries `owner`'s label (a precondition on the
+        resourceVersion it was seen with); False when it is gone or no longer the owner's."""
+        path = resource.path(namespace, name)
+        for _ in range(3):
+            body: dict[str, Any] = {"propagationPolicy": "Background"}
+            if resource_version:
+                body["preconditions"] = {"resourceVersion": resource_version}
+            try:
+                self._request("DELETE", path, body=body)
+                return True
+            except ClusterError as e:
+                if e.status == 404:  # already gone (maybe deleted by a retried request)
+                    return False
+                if e.status != 409:
+                    raise
+            live = self._get_or_none(path)  # changed since it was listed: still ours?
+            if live is None:
+                return False
+            live_meta = live.get("metadata") or {}
+            if (live_meta.get("labels") or {}).get(INSTANCE) != owner:
+                return False
+            resource_version = live_meta.get("resourceVersion")
+        raise ClusterError(409, "Conflict", f"{resource.kind} {name} kept changing while it "
+                                            "was being deleted", f"DELETE {path}")
 
     def _resource(self, api_version: str, kind: str) -> Resource:
         cached = self._resources.get((api_version, kind))
@@ -398,11 +499,58 @@ def _contains(live: Any, wanted: Any, skip: tuple[str, ...]) -> bool:
     return bool(live == wanted)
 
 
+def managed_view(live: Any, wanted: Any) -> Any:
+    """The parts of `live` at the places `wanted` sets: what the server made of the fields
+    we apply (defaults and normalised quantities included), without the fields others own.
+
+    Taken from the apply response and later from the live object, two views differ only
+    when someone changed a field we set. Only labels and annotations of metadata count.
+    """
+    if isinstance(wanted, dict):
+        if not isinstance(live, dict):
+            return live
+        return {key: managed_view(live.get(key), value) for key, value in wanted.items()}
+    if isinstance(wanted, list):
+        if not isinstance(live, list) or len(live) != len(wanted):
+            return live
+        return [managed_view(a, b) for a, b in zip(live, wanted, strict=True)]
+    return live
+
+
+def drift_view(live: dict[str, Any], manifest: dict[str, Any],
+               skip_replicas: bool) -> dict[str, Any]:
+    """`managed_view` of an object as drift detection compares it: metadata's labels and
+    annotations and every other top-level field, but status, and `spec.replicas` when a
+    policy scales the workload (a scaled count is not drift)."""
+    wanted = {k: v for k, v in manifest.items()
+              if k not in ("apiVersion", "kind", "metadata", "status")}
+    spec = wanted.get("spec")
+    if skip_replicas and isinstance(spec, dict) and "replicas" in spec:
+        wanted["spec"] = {k: v for k, v in spec.items() if k != "replicas"}
+    wanted["metadata"] = _applied_meta(manifest.get("metadata") or {})
+    return {"metadata": managed_view(live.get("metadata") or {}, wanted["metadata"]),
+            **{k: managed_view(live.get(k), v) for k, v in wanted.items() if k != "metadata"}}
+
+
+def first_difference(a: Any, b: Any, path: str = "") -> str:
+    """Where two views first differ, as a dotted path (for drift reports)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return first_difference(x, y, f"{path}[{index}]")
+    return path or "(object)"
+
+
 def _applied_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if k in ("labels", "annotations")}
 
 
-def _apply_rank(manifest: dict[str, Any]) -> int:
+def apply_rank(manifest: dict[str, Any]) -> int:
+    """The order `Cluster.apply` applies (and returns) manifests in: dependencies first."""
     kind = manifest.get("kind")
     return APPLY_ORDER.index(kind) if kind in APPLY_ORDER else len(APPLY_ORDER)
 

@@ -11,6 +11,13 @@ Per app, every tick (its own `tick_seconds`, else the controller's default):
 4. workloads are scaled through the Kubernetes scale subresource, node-group operations handed
    to the node actuator.
 
+Drift: the same tick lists the app's objects by its instance label (one call per kind; the
+Deployment list also gives the live replicas) and compares, per object, the fields the
+controller sets with what the server returned when they were applied (`drift_view`; an
+unchanged resourceVersion skips even that). An object deleted, relabelled or changed outside
+the controller is applied again (server-side apply, forced, as the owner; the replicas the
+policies scaled to are kept) and reported as a `drift` event and in the status.
+
 When Prometheus or the Kubernetes API cannot be read, every target of the app holds and its
 status says why: a missing input never reads as "no load" (so nothing scales in because
 Prometheus is down). One app, rule or query failing never stops the others: each tick runs
@@ -27,19 +34,28 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .adt.k8s.labels import INSTANCE
 from .adt.model import Plan, ScalingPolicy, Workload, plan_from_dict
-from .cluster import Cluster, ClusterError
+from .cluster import (
+    SCALABLE_KINDS,
+    Cluster,
+    ClusterError,
+    ObjectOwned,
+    drift_view,
+    first_difference,
+)
 from .metrics import PrometheusSource
 from .nodes import NodeActuator
 from .policy.engine import Decision, TargetState, TickInputs, decide
 from .policy.limits import LimitState
 from .policy.sandbox import evaluate as sandbox_evaluate
-from .store import App, Operation, Store
+from .store import App, AppObject, ObjectKey, Operation, Store
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -76,6 +92,12 @@ def operation_seq(op: Operation | None) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+def scaled_objects(plan: Plan) -> set[ObjectKey]:
+    """The workloads a policy scales: their replicas belong to the policies, not the ADT."""
+    targets = {p.target for p in plan.policies if p.target_kind == "workload"}
+    return {(w.kind, w.namespace, w.name) for w in plan.workloads if w.node in targets}
+
+
 @dataclass
 class AppRuntime:
     """What the loop keeps in memory per app; everything here can be rebuilt from the store."""
@@ -96,6 +118,10 @@ class AppRuntime:
     next_tick_at: float = 0.0
     busy: bool = False
     persisted: dict[str, str] = field(default_factory=dict)  # policy -> last written JSON
+    objects: dict[ObjectKey, AppObject] = field(default_factory=dict)  # what was applied
+    clean: dict[ObjectKey, str] = field(default_factory=dict)  # resourceVersion seen unchanged
+    drift: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)  # last report each
+    alert_errors: dict[str, str] = field(default_factory=dict)  # alert -> evaluation error
 
 
 class _Cached:
@@ -141,9 +167,10 @@ class ControlLoop:
         self.workers = workers
         self.clock = clock
         self._evaluate = evaluate
-        self._alerts = _Cached(prometheus.alerts_by_app, cache_ttl, clock)
+        self._alerts = _Cached(prometheus.rules_by_app, cache_ttl, clock)
         self._nodes = _Cached(cluster.nodes_by_group, cache_ttl, clock)
         self._lock = threading.RLock()
+        self._app_locks: dict[str, threading.Lock] = {}
         self.runtimes: dict[str, AppRuntime] = {}
         self._wake: asyncio.Event | None = None
         self._aloop: asyncio.AbstractEventLoop | None = None
@@ -171,6 +198,9 @@ class ControlLoop:
                     runtime.next_tick_at = old.next_tick_at
                     runtime.last_tick_at = old.last_tick_at
                     runtime.inputs = old.inputs
+                    runtime.drift = {k: v for k, v in old.drift.items()
+                                     if k in runtime.objects}
+                    runtime.alert_errors = old.alert_errors
                 self.runtimes[app_id] = runtime
         counts: dict[str, int] = {}
         for status, _version in versions.values():
@@ -203,7 +233,19 @@ class ControlLoop:
             persisted={name: json.dumps([asdict(states[name]) if name in states else None,
                                          _comparable(d)], sort_keys=True)
                        for name, d in decisions.items()},
+            objects=self.store.app_objects(app.app_id),
         )
+
+    def _app_lock(self, app_id: str) -> threading.Lock:
+        with self._lock:
+            return self._app_locks.setdefault(app_id, threading.Lock())
+
+    @contextmanager
+    def app_lock(self, app_id: str) -> Iterator[None]:
+        """Held by every lifecycle request of the app and by the loop's drift repair, so a
+        repair never re-applies a version an update is replacing."""
+        with self._app_lock(app_id):
+            yield
 
     def runtime(self, app_id: str) -> AppRuntime | None:
         with self._lock:
@@ -234,7 +276,10 @@ class ControlLoop:
         now = self.clock()
         plan = rt.plan
         events: list[tuple[str, str, Any]] = []
-        inputs, results, firing, nodes, live = self._gather(rt)
+        inputs, results, firing, nodes, live, listed = self._gather(rt)
+        if listed is not None:
+            self._check_drift(rt, listed, events)
+        self._check_alert_rules(rt, events)
         for source, why in inputs.items():
             if why != rt.inputs.get(source):
                 kind = "inputs" if why == OK else "inputs_unavailable"
@@ -249,7 +294,8 @@ class ControlLoop:
             self._hold_all(rt, now, "; ".join(trouble), events)
             return
 
-        app_nodes = {g.name: nodes.get(g.name, []) for g in plan.node_groups}
+        # this app's groups only: another app's group of the same name is not counted
+        app_nodes = {g.name: nodes.get((rt.app_id, g.name), []) for g in plan.node_groups}
         live_counts: dict[str, int] = dict(live)
         for group in plan.node_groups:
             live_counts[group.name] = rt.group_targets.get(group.name,
@@ -274,7 +320,8 @@ class ControlLoop:
         previous = {p.name: rt.states.get(p.name, TargetState()) for p, _ in decided}
         records = {}
         for policy, decision in decided:
-            records[policy.name] = self._record(rt, policy, decision, now, nodes, live, events)
+            records[policy.name] = self._record(rt, policy, decision, now, app_nodes, live,
+                                                events)
         self._persist(rt, records, userdata, events)
         rt.userdata = userdata
 
@@ -297,10 +344,12 @@ class ControlLoop:
         if after:
             self._persist(rt, records, None, after)
 
-    def _gather(self, rt: AppRuntime) -> tuple[dict[str, str], dict[str, Any], set[str],
-                                                 dict[str, list[dict[str, str]]],
-                                                 dict[str, int]]:
-        """Read this tick's inputs; `inputs` says, per source, "ok" or why it failed."""
+    def _gather(self, rt: AppRuntime) -> tuple[
+            dict[str, str], dict[str, Any], set[str],
+            dict[tuple[str, str], list[dict[str, str]]], dict[str, int],
+            dict[ObjectKey, dict[str, Any]] | None]:
+        """Read this tick's inputs; `inputs` says, per source, "ok" or why it failed. The last
+        item is the app's live objects (None when Kubernetes could not be read)."""
         plan = rt.plan
         inputs = {"prometheus": OK, "kubernetes": OK}
         results: dict[str, Any] = {}
@@ -309,24 +358,151 @@ class ControlLoop:
         if alerts is None:
             inputs["prometheus"] = f"Prometheus at {self.prometheus.url} does not answer"
         else:
-            firing = set(alerts.get(rt.app_id, set()))
+            rules = alerts.get(rt.app_id)
+            firing = set(rules.firing) if rules is not None else set()
             queries: dict[str, Any] = dict(plan.shared.queries)
             for policy in plan.policies:
                 queries.update(policy.queries)
             if queries:
                 results = self.prometheus.query_all(queries)
-        nodes: dict[str, list[dict[str, str]]] = {}
+        nodes: dict[tuple[str, str], list[dict[str, str]]] = {}
         live: dict[str, int] = {}
+        listed: dict[ObjectKey, dict[str, Any]] | None = None
+        kinds = [("apps/v1", w.kind) for w in plan.workloads if w.kind in SCALABLE_KINDS]
+        kinds += [(o.manifest["apiVersion"], o.kind) for o in rt.objects.values() if o.manifest]
         try:
             if plan.node_groups:
                 nodes = self._nodes.get()
-            if plan.workloads:
-                live = self.cluster.live_replicas(rt.app_id, plan.workloads)
+            if kinds:
+                listed = self.cluster.app_objects(rt.app_id, kinds)
+                live = self.cluster.live_replicas(rt.app_id, plan.workloads, listed)
         except ClusterError as exc:
             inputs["kubernetes"] = f"the Kubernetes API failed: {exc}"
         except Exception as exc:  # a client-side failure (TLS, DNS, bad kubeconfig)
             inputs["kubernetes"] = f"the Kubernetes API cannot be reached: {exc}"
-        return inputs, results, firing, nodes, live
+        return inputs, results, firing, nodes, live, listed
+
+    # ------------------------------------------------------------------ drift
+    def _check_drift(self, rt: AppRuntime, listed: dict[ObjectKey, dict[str, Any]],
+                     events: list[tuple[str, str, Any]]) -> None:
+        """Find the app's objects changed or deleted outside the controller; re-apply them."""
+        scaled = scaled_objects(rt.plan)
+        drifted: list[tuple[AppObject, dict[str, Any] | None, str]] = []
+        for obj in rt.objects.values():
+            if obj.manifest is None:
+                continue
+            live = listed.get(obj.key)
+            if live is None:
+                drifted.append((obj, None, ""))
+                continue
+            version = (live.get("metadata") or {}).get("resourceVersion")
+            if version is not None and rt.clean.get(obj.key) == version:
+                continue
+            view = drift_view(live, obj.manifest, obj.key in scaled)
+            if view == obj.expected:
+                if version is not None:
+                    rt.clean[obj.key] = version
+                continue
+            drifted.append((obj, live, f"changed ({first_difference(obj.expected, view)})"))
+        if not drifted:
+            return
+        lock = self._app_lock(rt.app_id)
+        if not lock.acquire(blocking=False):
+            return  # a request is changing the app: look again next tick
+        try:
+            current = self.store.app_versions().get(rt.app_id)
+            if current is None or current[1] != rt.version:
+                return  # changed since this runtime was loaded: the next tick sees the new one
+            for obj, live, what in drifted:
+                self._repair(rt, obj, live, what, obj.key in scaled, events)
+        finally:
+            lock.release()
+
+    def _repair(self, rt: AppRuntime, obj: AppObject, live: dict[str, Any] | None, what: str,
+                scaled: bool, events: list[tuple[str, str, Any]]) -> None:
+        assert obj.manifest is not None
+        name = f"{obj.kind}/{obj.name}"
+        data = {"kind": obj.kind, "namespace": obj.namespace, "name": obj.name}
+        manifest = obj.manifest
+        spec = manifest.get("spec")
+        if scaled and isinstance(spec, dict):
+            spec = dict(spec)
+            if live is None:  # re-created at the size the policies had reached, if known
+                count = self._scaled_count(rt, obj)
+                if count is not None:
+                    spec["replicas"] = count
+            else:  # the live replicas are the policy's
+                spec.pop("replicas", None)
+            manifest = {**manifest, "spec": spec}
+
+        def adopt(_key: ObjectKey, label: str | None) -> bool:
+            return label is None or self.store.get_app(label) is None
+
+        try:
+            if live is None:
+                found = self.cluster.get_object(manifest)
+                what = "deleted" if found is None else "relabelled (instance=" + str(
+                    ((found.get("metadata") or {}).get("labels") or {}).get(INSTANCE)) + ")"
+            [result] = self.cluster.apply([manifest], owner=rt.app_id, adopt=adopt)
+        except ObjectOwned as exc:
+            self._report_drift(rt, obj.key, f"drift: {name} was taken by "
+                               f"{'app ' + repr(exc.owner) if exc.owner else 'someone else'}"
+                               " outside the controller; not taken back", data, events)
+            return
+        except ClusterError as exc:
+            self.telemetry.actuator_errors.labels("kubernetes").inc()
+            self._report_drift(rt, obj.key, f"drift: {name} {what or 'missing'} outside the "
+                               f"controller; re-applying failed, retried next tick: {exc}",
+                               data, events)
+            return
+        expected = drift_view(result, obj.manifest, scaled)
+        self.store.record_applied(rt.app_id, [(obj.key, obj.manifest, expected)])
+        rt.objects[obj.key] = replace(obj, expected=expected)
+        rt.clean.pop(obj.key, None)
+        action = "re-created" if what == "deleted" else "re-applied"
+        self._report_drift(rt, obj.key, f"drift: {name} {what} outside the controller, "
+                           f"{action}", data, events, repeat=True)
+
+    def _report_drift(self, rt: AppRuntime, key: ObjectKey, message: str,
+                      data: dict[str, Any], events: list[tuple[str, str, Any]],
+                      repeat: bool = False) -> None:
+        """An event (once per distinct message, unless `repeat`) and the status' record."""
+        if repeat or (rt.drift.get(key) or {}).get("message") != message:
+            events.append(("drift", message, data))
+        rt.drift[key] = {**data, "message": message, "at": self.clock()}
+
+    def _scaled_count(self, rt: AppRuntime, obj: AppObject) -> int | None:
+        workload = next((w for w in rt.plan.workloads
+                         if (w.kind, w.namespace, w.name) == obj.key), None)
+        if workload is None:
+            return None
+        for policy in rt.plan.policies:
+            if policy.target == workload.node:
+                state = rt.states.get(policy.name)
+                if state is not None and state.last_count is not None:
+                    return int(state.last_count)
+        return None
+
+    def _check_alert_rules(self, rt: AppRuntime, events: list[tuple[str, str, Any]]) -> None:
+        """Alerts Prometheus cannot evaluate (they can never fire): kept for status, and an
+        event when one starts or stops failing. Unknown while Prometheus does not answer."""
+        try:
+            rules = self._alerts.get()
+        except Exception:
+            return
+        if rules is None:
+            return
+        app_rules = rules.get(rt.app_id)
+        errors = dict(app_rules.errors) if app_rules is not None else {}
+        for name, error in sorted(errors.items()):
+            if rt.alert_errors.get(name) != error:
+                events.append(("alert_rule_error",
+                               f"alert {name}: Prometheus cannot evaluate it: {error}",
+                               {"alert": name, "error": error}))
+        for name in sorted(set(rt.alert_errors) - set(errors)):
+            events.append(("alert_rule_ok", f"alert {name}: Prometheus evaluates it again",
+                           {"alert": name}))
+        rt.alert_errors = errors
 
     def _decide(self, rt: AppRuntime, policy: ScalingPolicy, inputs: TickInputs,
                 userdata: Any) -> tuple[Decision, Any]:

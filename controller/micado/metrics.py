@@ -6,12 +6,14 @@ decides what a missing input means. Nothing here raises on a Prometheus failure 
 rule-file validation, whose errors name the offending file.
 
 - `PrometheusSource`: instant queries (`query`, `query_labels`, `query_all` concurrently, one
-  timeout each), firing alerts of MiCADO rule groups, `healthy()`.
+  timeout each), `rules_by_app()` (each app's firing alerts and the rules Prometheus cannot
+  evaluate, known by rule group), `healthy()`.
 - `RuleFiles`: one Prometheus rule file per app (``<app_id>.rules.yml``, group
   ``micado-<app_id>``), written atomically, checked with ``promtool check rules`` when promtool is
   on PATH; `reload(url)` asks Prometheus to re-read them (needs ``--web.enable-lifecycle``).
 - `ScrapeTargets`: file-based service discovery files (``<app_id>.json``) this module owns;
-  prometheus.yml is never edited.
+  prometheus.yml is never edited. Targets carry no per-app label: a target several apps list
+  is scraped once, and each app's alert label (``micado_app``) stays unique per series.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,15 @@ GROUP_PREFIX = "micado-"
 APP_LABEL = "micado_app"
 _APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
 _MAX_WORKERS = 8
+
+
+@dataclass
+class AppRules:
+    """One app's alerting rules as Prometheus evaluates them: the names of those firing, and
+    rule name -> the evaluation error of those Prometheus cannot evaluate."""
+
+    firing: set[str] = field(default_factory=set)
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 class RuleFileError(ValueError):
@@ -187,22 +199,39 @@ class PrometheusSource:
             and "alertname" in alert.get("labels", {})
         }
 
-    def alerts_by_app(self) -> dict[str, set[str]] | None:
-        """Firing alerts of every app (by the app label) from one ``/api/v1/alerts`` call;
-        None when Prometheus cannot be asked, so a caller can tell "down" from "quiet"."""
+    def rules_by_app(self) -> dict[str, AppRules] | None:
+        """Every app's alerting rules from one ``/api/v1/rules`` call: which fire, and which
+        Prometheus cannot evaluate (with its error). An app is known by its rule group
+        (``micado-<app_id>``), not by a label of the alert, so series that carry a
+        ``micado_app`` label of their own cannot move an alert to another app. None when
+        Prometheus cannot be asked, so a caller can tell "down" from "quiet"."""
         try:
-            response = self._session.get(f"{self.url}/api/v1/alerts", timeout=self.timeout)
+            response = self._session.get(f"{self.url}/api/v1/rules", params={"type": "alert"},
+                                         timeout=self.timeout)
             response.raise_for_status()
-            alerts = response.json()["data"]["alerts"]
+            groups = response.json()["data"]["groups"]
         except Exception as exc:
-            log.warning("prometheus alerts unavailable: %s", exc)
+            log.warning("prometheus rules unavailable: %s", exc)
             return None
-        firing: dict[str, set[str]] = {}
-        for alert in alerts:
-            labels = alert.get("labels") or {}
-            if alert.get("state") == "firing" and APP_LABEL in labels and "alertname" in labels:
-                firing.setdefault(labels[APP_LABEL], set()).add(labels["alertname"])
-        return firing
+        apps: dict[str, AppRules] = {}
+        for group in groups:
+            name = str(group.get("name", ""))
+            if not name.startswith(GROUP_PREFIX):
+                continue
+            app = apps.setdefault(name.removeprefix(GROUP_PREFIX), AppRules())
+            for rule in group.get("rules") or []:
+                if rule.get("type") != "alerting" or "name" not in rule:
+                    continue
+                if rule.get("state") == "firing":
+                    app.firing.add(str(rule["name"]))
+                if rule.get("health") == "err":
+                    app.errors[str(rule["name"])] = str(rule.get("lastError") or "unknown error")
+        return apps
+
+    def alerts_by_app(self) -> dict[str, set[str]] | None:
+        """Firing alerts of every app (see `rules_by_app`); None when Prometheus is down."""
+        apps = self.rules_by_app()
+        return None if apps is None else {app: rules.firing for app, rules in apps.items()}
 
     def healthy(self) -> bool:
         try:
@@ -368,13 +397,17 @@ class ScrapeTargets:
         targets: Iterable[str],
         labels: Mapping[str, str] | None = None,
     ) -> Path:
-        """Write the app's targets (``host:port``); Prometheus picks them up without reload."""
+        """Write the app's targets (``host:port``); Prometheus picks them up without reload.
+
+        No per-app label is added: apps that list the same target then share one scrape
+        (Prometheus merges identical targets), so no app's query counts it once per app, and
+        an app's alert label cannot collide with another app's copy of the same series.
+        """
         targets = [str(target) for target in targets]
         for target in targets:
             if not target or any(ch.isspace() for ch in target) or "/" in target:
                 raise ValueError(f"app {app_id}: scrape target {target!r}: expected host:port")
         merged = {str(k): str(v) for k, v in dict(labels or {}).items()}
-        merged[APP_LABEL] = app_id
         text = json.dumps([{"targets": targets, "labels": merged}], indent=2) + "\n"
         path = self.path(app_id)
         _atomic_write(path, text)

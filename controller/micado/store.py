@@ -94,11 +94,54 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 2: per-app tick (NULL: the controller's default) and a version bumped by every change
     ("ALTER TABLE apps ADD COLUMN tick_seconds REAL",
      "ALTER TABLE apps ADD COLUMN version INTEGER NOT NULL DEFAULT 1"),
+    # 3: which app owns which Kubernetes object (one owner per kind/namespace/name: the claim
+    # is the lock that keeps two apps from applying the same object), and what was applied
+    (
+        """CREATE TABLE app_objects (
+            kind TEXT NOT NULL,
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            app_id TEXT NOT NULL REFERENCES apps(app_id) ON DELETE CASCADE,
+            manifest TEXT,
+            expected TEXT,
+            PRIMARY KEY (kind, namespace, name)
+        )""",
+        "CREATE INDEX app_objects_app ON app_objects (app_id)",
+    ),
 )
 
 
 class StoreError(RuntimeError):
     """The database cannot be used (e.g. written by a newer controller)."""
+
+
+ObjectKey = tuple[str, str, str]  # kind, namespace ("" when cluster-scoped), name
+
+
+class ObjectClaimed(Exception):
+    """Objects an app wants are owned by other apps: `owners` maps each to its owner."""
+
+    def __init__(self, owners: dict[ObjectKey, str]) -> None:
+        super().__init__(", ".join(f"{k[0]} {k[1] + '/' if k[1] else ''}{k[2]}: {o}"
+                                   for k, o in sorted(owners.items())))
+        self.owners = owners
+
+
+@dataclass(frozen=True)
+class AppObject:
+    """A Kubernetes object an app owns: the manifest last applied (None until applied) and
+    what the server returned for the fields it sets (`expected`), to tell drift from defaults."""
+
+    kind: str
+    namespace: str
+    name: str
+    app_id: str
+    manifest: dict[str, Any] | None
+    expected: Any
+
+    @property
+    def key(self) -> ObjectKey:
+        return self.kind, self.namespace, self.name
 
 
 @dataclass(frozen=True)
@@ -278,14 +321,20 @@ class Store:
         plan_dict: dict[str, Any],
         status: str = "submitted",
         tick_seconds: float | None = None,
+        claim: Sequence[ObjectKey] = (),
     ) -> None:
-        """Create or replace an app (keeps its created_at, target state and operations)."""
+        """Create or replace an app (keeps its created_at, target state and operations).
+
+        `claim`: Kubernetes objects the app will own, claimed in the same transaction; when
+        another app owns any of them, nothing is written and `ObjectClaimed` says who.
+        """
         self._check_status(status)
         _require_dict(params, "params")
         _require_dict(plan_dict, "plan")
         params_s, plan_s = _to_json(params, "params"), _to_json(plan_dict, "plan")
         now = self._clock()
         with self._tx() as c:
+            self._check_claims(c, app_id, claim)
             c.execute(
                 """INSERT INTO apps (app_id, adt_source, params, plan, status, reason,
                                      created_at, updated_at, tick_seconds)
@@ -297,6 +346,23 @@ class Store:
                      version = apps.version + 1""",
                 (app_id, adt_source, params_s, plan_s, status, now, now, tick_seconds),
             )
+            self._insert_claims(c, app_id, claim)
+
+    @staticmethod
+    def _check_claims(c: sqlite3.Connection, app_id: str, keys: Sequence[ObjectKey]) -> None:
+        owners: dict[ObjectKey, str] = {}
+        for kind, namespace, name in keys:
+            row = c.execute("SELECT app_id FROM app_objects WHERE kind = ? AND namespace = ? "
+                            "AND name = ?", (kind, namespace, name)).fetchone()
+            if row is not None and row[0] != app_id:
+                owners[kind, namespace, name] = row[0]
+        if owners:
+            raise ObjectClaimed(owners)
+
+    @staticmethod
+    def _insert_claims(c: sqlite3.Connection, app_id: str, keys: Sequence[ObjectKey]) -> None:
+        c.executemany("INSERT OR IGNORE INTO app_objects (kind, namespace, name, app_id) "
+                      "VALUES (?, ?, ?, ?)", [(*key, app_id) for key in keys])
 
     _APP_COLS = ("app_id, adt_source, params, plan, status, reason, created_at, updated_at, "
                  "tick_seconds, version")
@@ -335,6 +401,47 @@ class Store:
         """Delete an app with its target state, userdata and operations; False if absent."""
         with self._tx() as c:
             return c.execute("DELETE FROM apps WHERE app_id = ?", (app_id,)).rowcount > 0
+
+    # -- the Kubernetes objects of an app -----------------------------------------------------
+
+    def app_objects(self, app_id: str) -> dict[ObjectKey, AppObject]:
+        """The objects an app owns (claimed, and what was applied once it was)."""
+        rows = self._read("SELECT kind, namespace, name, app_id, manifest, expected "
+                          "FROM app_objects WHERE app_id = ? ORDER BY kind, namespace, name",
+                          (app_id,))
+        objects = [AppObject(*r[:4], _from_json(r[4]), _from_json(r[5])) for r in rows]
+        return {o.key: o for o in objects}
+
+    def object_owner(self, key: ObjectKey) -> str | None:
+        rows = self._read("SELECT app_id FROM app_objects WHERE kind = ? AND namespace = ? "
+                          "AND name = ?", key)
+        return rows[0][0] if rows else None
+
+    def claim_objects(self, app_id: str, keys: Sequence[ObjectKey]) -> None:
+        """Claim objects for an existing app: all of them, or none and `ObjectClaimed`."""
+        with self._tx() as c:
+            self._check_claims(c, app_id, keys)
+            self._insert_claims(c, app_id, keys)
+
+    def record_applied(self, app_id: str,
+                       applied: Sequence[tuple[ObjectKey, dict[str, Any], Any]]) -> None:
+        """Remember what was applied for objects the app owns: `(key, manifest, expected)`."""
+        rows = [(_to_json(manifest, "manifest"), _to_json(expected, "expected fields"),
+                 app_id, *key) for key, manifest, expected in applied]
+        with self._tx() as c:
+            c.executemany("UPDATE app_objects SET manifest = ?, expected = ? "
+                          "WHERE app_id = ? AND kind = ? AND namespace = ? AND name = ?", rows)
+
+    def release_objects(self, app_id: str, keep: Sequence[ObjectKey]) -> int:
+        """Give up the app's claims on objects not in `keep` (they left the app)."""
+        kept = {tuple(k) for k in keep}
+        with self._tx() as c:
+            rows = c.execute("SELECT kind, namespace, name FROM app_objects WHERE app_id = ?",
+                             (app_id,)).fetchall()
+            gone = [r for r in rows if tuple(r) not in kept]
+            c.executemany("DELETE FROM app_objects WHERE kind = ? AND namespace = ? "
+                          "AND name = ?", gone)
+            return len(gone)
 
     # -- per-target state and m_userdata ------------------------------------------------------
 

@@ -3,7 +3,9 @@ daemon in its own process, the `micado` CLI, and the Kubernetes API served over 
 
 Load rises -> the alert fires -> replicas rise at the next tick; load falls -> replicas fall,
 not before the cooldown; Prometheus stops -> nothing scales in; kill -9 in the middle of an
-update -> after a restart the update is complete and nothing was done twice; SIGTERM -> exit 0.
+update -> after a restart the update is complete and nothing was done twice; SIGTERM -> exit 0;
+20 apps with the same workload submitted at once -> one owner; a Deployment deleted by hand ->
+re-created by the running daemon, at the size the policy reached, with a drift event.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,6 +211,40 @@ def test_kill_9_during_an_update_then_restart_loses_and_doubles_nothing(bed: Bed
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         keys = [r[0] for r in db.execute("SELECT idempotency_key FROM operations")]
         assert len(keys) == len(set(keys))
+
+
+def test_parallel_submits_of_one_workload_give_one_owner_and_drift_is_repaired(
+        bed: Bed) -> None:
+    adt = bed.adt()
+
+    def submit(index: int) -> requests.Response:
+        return bed.daemon.api("POST", "/v1/apps", json={
+            "adt": adt, "app_id": f"app-{index}", "tick_seconds": TICK,
+            "params": {"cooldown_down": COOLDOWN}})
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(submit, range(20)))
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 19
+    winner = next(r.json()["app_id"] for r in responses if r.status_code == 201)
+    deployment = bed.kube.get("apps", "deployments", "default", "web")
+    assert deployment is not None
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/instance"] == winner
+
+    bed.exporter.set("web_load", 1.0)  # the alert is the winner's (its rule file)
+    wait_for(lambda: bed.replicas() >= 2, 60, "a scale-out")
+    bed.exporter.set("web_load", 0.5)
+    wait_for(lambda: not bed.firing(), 30, "the alert to resolve")
+    scaled = bed.replicas()
+    gone = requests.delete(bed.kube.url + "/apis/apps/v1/namespaces/default/deployments/web",
+                           timeout=10)  # kubectl delete deployment web
+    assert gone.status_code == 200
+    wait_for(lambda: bed.kube.get("apps", "deployments", "default", "web") is not None, 30,
+             "the daemon to re-create the deleted Deployment")
+    assert bed.replicas() == scaled
+    wait_for(lambda: bed.daemon.events("drift"), 30, "the drift event of that tick")
+    drift = [e["message"] for e in bed.daemon.events("drift")]
+    assert drift == ["drift: Deployment/web deleted outside the controller, re-created"]
+    assert bed.daemon.stop() == 0
 
 
 def _put(daemon: Daemon, adt: str) -> None:

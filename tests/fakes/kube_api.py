@@ -7,6 +7,12 @@ merge patches, and the `/scale` subresource of Deployments and StatefulSets. Err
 `Status` objects with the real codes and reasons. `fail_next()` makes the next requests fail
 (503, 429, ...) to test retries; `requests` records what the client sent.
 
+As the real server: a `metadata.resourceVersion` in an apply or merge patch body, and
+`preconditions` (resourceVersion, uid) in a delete's body, must match the stored object or the
+request fails with 409 Conflict; `metadata.generation` moves only when `spec` changes (not for
+label or status changes). `on_request(hook)` runs `hook(method, path)` before a request is
+served, to change the cluster between two requests of the client (fault injection).
+
 Not a real API server: no validation, no admission, no controllers (status is whatever a test
 seeds), no watch, no field selectors, server-side apply replaces the applied object instead
 of tracking field ownership (except `spec.replicas` of scalable kinds, kept when the applied
@@ -21,6 +27,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -107,6 +114,7 @@ class FakeKubeApi:
         self.requests: list[Request] = []
         self._faults: list[int] = []
         self.write_delay = 0.0  # seconds every write waits before it is served
+        self._hooks: list[Callable[[str, str], None]] = []
         self._versions = itertools.count(1)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -150,6 +158,10 @@ class FakeKubeApi:
         with self._lock:
             self._faults.extend([status] * times)
 
+    def on_request(self, hook: Callable[[str, str], None]) -> None:
+        """Call `hook(method, path)` before each request is served (until the fake stops)."""
+        self._hooks.append(hook)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -163,6 +175,15 @@ class FakeKubeApi:
         with self._lock:
             self.objects[(group, plural, namespace, meta["name"])] = stored
         return stored
+
+    def label(self, group: str, plural: str, namespace: str, name: str,
+              labels: dict[str, str | None]) -> None:
+        """Change an object's labels as `kubectl label --overwrite` would (None removes)."""
+        with self._lock:
+            key = (group, plural, namespace, name)
+            old = self._existing(key, plural)
+            new = merge_patch(old, {"metadata": {"labels": labels}})
+            self.objects[key] = self._stamp(new, old)
 
     def get(self, group: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get((group, plural, namespace, name))
@@ -182,7 +203,8 @@ class FakeKubeApi:
         meta.setdefault("creationTimestamp",
                         old_meta.get("creationTimestamp", "2024-01-01T00:00:00Z"))
         meta["resourceVersion"] = str(next(self._versions))
-        meta["generation"] = int(old_meta.get("generation", 0)) + 1
+        changed = old is None or obj.get("spec") != old.get("spec")
+        meta["generation"] = int(old_meta.get("generation", 0)) + (1 if changed else 0)
         return obj
 
     def handle(self, method: str, raw_path: str, content_type: str | None,
@@ -196,6 +218,8 @@ class FakeKubeApi:
             delay = self.write_delay if method in ("PATCH", "DELETE", "POST", "PUT") else 0.0
         if delay:
             time.sleep(delay)
+        for hook in list(self._hooks):
+            hook(method, parts.path)
         if fault is not None:
             return fault, _status(fault, f"injected failure {fault}")
         try:
@@ -240,8 +264,16 @@ class FakeKubeApi:
         if method == "GET":
             return copy.deepcopy(self._existing(key, plural))
         if method == "DELETE":
+            options = self._body("application/json", body) if body else None
+            preconditions = (options or {}).get("preconditions") or {}
             with self._lock:
                 obj = self._existing(key, plural)
+                for field in ("resourceVersion", "uid"):
+                    wanted = preconditions.get(field)
+                    if wanted is not None and wanted != obj["metadata"].get(field):
+                        raise ApiError(409, f"Precondition failed: {field} in precondition: "
+                                            f"{wanted}, {field} in object meta: "
+                                            f"{obj['metadata'].get(field)}")
                 del self.objects[key]
             return _status(200, f"{kind} {name} deleted", success=True, details=obj)
         if method == "PATCH":
@@ -295,6 +327,13 @@ class FakeKubeApi:
         ctype = (content_type or "").split(";")[0].strip()
         with self._lock:
             old = self.objects.get(key)
+            wanted = (patch.get("metadata") or {}).get("resourceVersion") \
+                if isinstance(patch.get("metadata"), dict) else None
+            if wanted is not None and (old is None
+                                       or wanted != old["metadata"].get("resourceVersion")):
+                raise ApiError(409, f'Operation cannot be fulfilled on {plural} "{name}": the '
+                                    "object has been modified; please apply your changes to "
+                                    "the latest version and try again")
             if ctype == "application/apply-patch+yaml":
                 if not query.get("fieldManager"):
                     raise ApiError(400, "PATCH /apply requires fieldManager")

@@ -24,6 +24,7 @@ class FakePrometheus:
     def __init__(self) -> None:
         self.values: dict[str, float | list[dict[str, str]]] = {}
         self.firing: dict[str, set[str]] = {}  # app id -> firing alert names
+        self.rule_errors: dict[str, dict[str, str]] = {}  # app id -> alert -> lastError
         self.down = False
         self.reloads = 0
         self.queries: list[str] = []
@@ -112,8 +113,12 @@ class FakePrometheus:
         if parts.path == "/api/v1/rules":
             with self._lock:
                 groups = [{"name": f"micado-{app}", "rules": [
-                    {"type": "alerting", "name": n, "state": "firing"} for n in sorted(names)]}
-                    for app, names in self.firing.items()]
+                    {"type": "alerting", "name": n, "state": "firing", "health": "ok"}
+                    for n in sorted(names)]} for app, names in self.firing.items()]
+                groups += [{"name": f"micado-{app}", "rules": [
+                    {"type": "alerting", "name": n, "state": "inactive", "health": "err",
+                     "lastError": error} for n, error in sorted(errors.items())]}
+                    for app, errors in self.rule_errors.items()]
             return 200, {"status": "success", "data": {"groups": groups}}
         return 404, {"status": "error", "error": f"not found: {parts.path}"}
 

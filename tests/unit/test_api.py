@@ -460,3 +460,37 @@ def test_compat_message_lists_the_located_errors(api: Api) -> None:
     assert "topology_template.node_templates.web" in message
     ours = api.call("POST", "/v1/apps", json={"adt": BROKEN, "app_id": "broken"})
     assert ours.json()["detail"]["message"] == "the ADT has 2 errors"
+
+
+def test_deep_nesting_is_422_with_where_not_500(api: Api) -> None:
+    deep_text = BROKEN.replace("imagePullPolicy: Sometimes", "args: " + "[" * 600 + "]" * 600)
+    response = api.call("POST", "/v1/apps", json={"adt": deep_text, "app_id": "deep"})
+    assert response.status_code == 422, response.text
+    (error,) = detail(response)["errors"]
+    assert error["path"].startswith("topology_template.node_templates.web.properties.args[0]")
+    assert "nested more than 64 levels deep" in error["message"]
+
+    nested: Any = "x"
+    for _ in range(600):
+        nested = {"a": nested}
+    as_mapping = yaml.safe_load(BROKEN)
+    as_mapping["topology_template"]["node_templates"]["web"]["properties"]["labels"] = nested
+    compat = api.call("POST", f"{COMPAT}/", json={"adt": as_mapping})
+    assert compat.status_code == 422, compat.text
+    assert compat.json()["message"].startswith(
+        "adt.topology_template.node_templates.web.properties.labels.a.a.a")
+    assert "nested more than 64 levels deep" in compat.json()["message"]
+
+    deep_params = api.call("POST", f"{COMPAT}/", json={"adt": BROKEN, "params": {"x": nested}})
+    assert deep_params.status_code == 422, deep_params.text
+
+    # JSON nested beyond what Python's parser takes: a client error, never a 500
+    very_deep = b'{"adt": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    compat_json = api.call("POST", f"{COMPAT}/", data=very_deep,
+                           headers={"Content-Type": "application/json"})
+    assert compat_json.status_code == 422, compat_json.text
+    assert compat_json.json()["message"] == "the body nests more than 64 levels deep"
+    v1_json = api.call("POST", "/v1/apps", data=very_deep,
+                       headers={"Content-Type": "application/json"})
+    assert v1_json.status_code == 400, v1_json.text  # FastAPI's own answer to unparsable JSON
+    assert api.call("GET", "/v1/apps").json() == {"apps": []}

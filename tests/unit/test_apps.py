@@ -3,12 +3,18 @@ conflicts, reconciliation after a crash."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 
+from api_server import ApiServer
 from controller_env import WEB_ADT, ControllerEnv, ready_node
+from micado.adt import compile_adt
+from micado.api import create_api
 from micado.apps import ActuatorFailed, AppExists, AppNotFound, InvalidAdt, InvalidRequest
 
 EXTRA_WORKLOAD = """
@@ -65,6 +71,9 @@ def test_an_app_may_not_take_over_another_apps_objects(env: ControllerEnv) -> No
     env.manager.submit(WEB_ADT.read_text(), app_id="web")
     with pytest.raises(AppExists, match="belongs to app 'web'"):
         env.manager.submit(WEB_ADT.read_text(), app_id="copy")
+    env.kube.objects.pop(("apps", "deployments", "default", "web"))  # deleted by hand
+    env.tick("web")  # the loop knows the claimed objects: the drift is repaired
+    assert env.kube.get("apps", "deployments", "default", "web") is not None
     assert env.store.get_app("copy") is None
 
 
@@ -221,3 +230,110 @@ def test_an_update_keeps_the_replicas_the_policies_scaled_to(env: ControllerEnv)
     assert env.replicas("web") == 2
     env.manager.update("web", WEB_ADT.read_text().replace("nginx:1.25", "nginx:1.27"))
     assert env.replicas("web") == 2
+
+
+# ---------------------------------------------------------------------- ownership
+
+INSTANCE = "app.kubernetes.io/instance"
+TOKEN = "test-token-0123456789"
+
+
+def applies_to(env: ControllerEnv, path_end: str) -> int:
+    return sum(1 for r in env.kube.requests
+               if r.content_type == "application/apply-patch+yaml" and r.path.endswith(path_end))
+
+
+def test_twenty_apps_with_the_same_workload_submitted_at_once_give_one_owner(
+        env: ControllerEnv) -> None:
+    env.kube.write_delay = 0.02  # a slower API server: the submissions overlap for sure
+    with ApiServer(create_api(env.manager, env.telemetry, TOKEN)) as server:
+        def submit(index: int) -> requests.Response:
+            return requests.post(f"{server.url}/v1/apps", timeout=60,
+                                 headers={"Authorization": f"Bearer {TOKEN}"},
+                                 json={"adt": WEB_ADT.read_text(), "app_id": f"app-{index}"})
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            responses = list(pool.map(submit, range(20)))
+
+        codes = sorted(r.status_code for r in responses)
+        assert codes == [201] + [409] * 19, [r.text for r in responses]
+        winner = next(r.json()["app_id"] for r in responses if r.status_code == 201)
+        for response in responses:
+            if response.status_code == 409:
+                message = response.json()["detail"]["message"]
+                assert re.search(r"(Deployment|Service) default/web .*belongs to app "
+                                 f"'{winner}'", message), message
+        assert [a.app_id for a in env.store.list_apps()] == [winner]
+        deployment = env.kube.get("apps", "deployments", "default", "web")
+        assert deployment is not None and deployment["metadata"]["labels"][INSTANCE] == winner
+        assert applies_to(env, "/deployments/web") == 1  # never applied by a loser
+        for index in range(20):
+            if f"app-{index}" != winner:
+                requests.delete(f"{server.url}/v1/apps/app-{index}", timeout=30,
+                                headers={"Authorization": f"Bearer {TOKEN}"})
+        assert env.kube.get("apps", "deployments", "default", "web") is not None
+        stopped = requests.delete(f"{server.url}/v1/apps/{winner}", timeout=30,
+                                  headers={"Authorization": f"Bearer {TOKEN}"})
+        assert stopped.status_code == 200
+        assert env.kube.get("apps", "deployments", "default", "web") is None
+
+
+def test_an_object_claimed_by_an_app_still_being_submitted_is_refused(
+        env: ControllerEnv) -> None:
+    # "first" is stored with its claims and has not applied anything yet (the window that
+    # reading the cluster alone cannot see)
+    compiled = compile_adt(WEB_ADT.read_text(), app_id="first")
+    env.store.put_app("first", WEB_ADT.read_text(), {}, compiled.plan.to_dict(),
+                      status="submitted",
+                      claim=[env.cluster.object_key(m) for m in compiled.manifests])
+    for dry_run in (True, False):
+        with pytest.raises(AppExists, match=r"Deployment default/web .*belongs to app 'first'"):
+            env.manager.submit(WEB_ADT.read_text(), app_id="second", dry_run=dry_run)
+    assert env.store.get_app("second") is None
+    assert env.kube.get("apps", "deployments", "default", "web") is None
+
+
+def test_an_update_may_not_take_another_apps_object(env: ControllerEnv) -> None:
+    env.manager.submit(with_cache(WEB_ADT.read_text()).replace("    web:\n", "    api:\n")
+                       .replace("[ web ]", "[ api ]"), app_id="other")
+    env.manager.submit(WEB_ADT.read_text(), app_id="web")
+    before = env.store.get_app("web")
+    with pytest.raises(AppExists, match=r"Deployment default/cache .*belongs to app 'other'"):
+        env.manager.update("web", with_cache(WEB_ADT.read_text()))
+    after = env.store.get_app("web")
+    assert after is not None and before is not None
+    assert after.adt_source == before.adt_source
+    cache = env.kube.get("apps", "deployments", "default", "cache")
+    assert cache is not None and cache["metadata"]["labels"][INSTANCE] == "other"
+
+
+def test_an_object_relabelled_by_hand_for_another_app_is_neither_applied_nor_deleted(
+        env: ControllerEnv) -> None:
+    env.manager.submit(WEB_ADT.read_text(), app_id="web")
+    env.manager.submit(WEB_ADT.read_text().replace("    web:\n", "    api:\n")
+                       .replace("[ web ]", "[ api ]"), app_id="other")
+    env.kube.label("apps", "deployments", "default", "web", {INSTANCE: "other"})
+    with pytest.raises(AppExists, match="belongs to app 'other'"):
+        env.manager.update("web", WEB_ADT.read_text().replace("nginx:1.25", "nginx:1.27"))
+    env.manager.delete("web")
+    taken = env.kube.get("apps", "deployments", "default", "web")
+    assert taken is not None and taken["metadata"]["labels"][INSTANCE] == "other"
+    image = taken["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "nginx:1.25"
+
+
+def test_an_app_stored_before_object_claims_has_its_objects_claimed_at_the_next_start(
+        env: ControllerEnv) -> None:
+    env.manager.submit(WEB_ADT.read_text(), app_id="web")
+    env.store.release_objects("web", keep=[])  # as a store from before migration 3 has it
+    env.restart()
+    env.loop.sync()  # the loop may load the app before the first reconcile
+    env.manager.reconcile()
+    objects = env.store.app_objects("web")
+    assert set(objects) == {("Deployment", "default", "web"), ("Service", "default", "web")}
+    assert all(o.manifest is not None and o.expected is not None for o in objects.values())
+    with pytest.raises(AppExists, match="belongs to app 'web'"):
+        env.manager.submit(WEB_ADT.read_text(), app_id="copy")
+    env.kube.objects.pop(("apps", "deployments", "default", "web"))  # deleted by hand
+    env.tick("web")  # the loop knows the claimed objects: the drift is repaired
+    assert env.kube.get("apps", "deployments", "default", "web") is not None

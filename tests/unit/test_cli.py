@@ -89,3 +89,41 @@ def test_console_script_runs(examples_dir: Path) -> None:
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "provisioning for CloudSigma is not available" in proc.stdout
+
+
+def test_a_file_that_is_not_utf8_is_an_invalid_adt(tmp_path: Path) -> None:
+    """Exit 2 and the usual error lines, not the argument parser's exit 1."""
+    adt = tmp_path / "latin1.yaml"
+    adt.write_bytes("tosca_definitions_version: tosca_simple_yaml_1_2\ndescription: café\n"
+                    .encode("latin-1"))
+    for command in ("validate", "render"):
+        result = CliRunner().invoke(main, [command, str(adt)])
+        assert result.exit_code == 2, result.output
+        assert result.output.splitlines() == [
+            f"{adt}: 1 error",
+            "  (document): not UTF-8 text: byte 0xe9 at line 2, column 17 (save the file as "
+            "UTF-8)"]
+
+
+def test_deep_nesting_is_a_located_error_not_a_traceback(tmp_path: Path) -> None:
+    adt = tmp_path / "deep.yaml"
+    adt.write_text(BROKEN.replace("imagePullPolicy: Sometimes",
+                                  "args: " + "[" * 600 + "]" * 600), encoding="utf-8")
+    result = CliRunner().invoke(main, ["validate", str(adt)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert "  topology_template.node_templates.web.properties.args[0][0]" in result.output
+    assert "line 9, column 74: values nested more than 64 levels deep" in result.output
+
+    params = CliRunner().invoke(main, ["validate", str(tmp_path / "in.yaml"), "-p",
+                                       "names=" + "[" * 600 + "]" * 600])
+    assert params.exit_code == 2  # the file does not exist; the parameter never ran
+    (tmp_path / "in.yaml").write_text(BROKEN.replace(
+        "topology_template:\n", "topology_template:\n  inputs:\n    names: {type: list}\n"),
+        encoding="utf-8")
+    params = CliRunner().invoke(main, ["validate", str(tmp_path / "in.yaml"), "-p",
+                                       "names=" + "[" * 600 + "]" * 600])
+    assert params.exit_code == 2, params.output
+    assert "topology_template.inputs.names.(parameter): line 1, column 65: values nested " \
+           "more than 64 levels deep" in params.output

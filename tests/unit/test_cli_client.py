@@ -166,9 +166,12 @@ def test_broken_adt_prints_every_error_and_exits_2(cli: Cli) -> None:
 
 def test_user_errors_exit_2(cli: Cli) -> None:
     missing = cli.run("status", "ghost")
-    assert missing.exit_code == 2 and missing.stderr == "error: no app 'ghost'\n"
-    assert cli.run("stop", "ghost").exit_code == 2
-    assert cli.run("pause", "ghost").exit_code == 2
+    assert missing.exit_code == 2
+    assert missing.stderr == "error: no app named 'ghost' (micado apps lists them)\n"
+    for command in (("stop", "ghost"), ("pause", "ghost"), ("resume", "ghost"),
+                    ("update", "ghost", str(cli.adt()))):
+        result = cli.run(*command)
+        assert result.exit_code == 2 and "no app named 'ghost'" in result.stderr
     ok(cli.run("start", str(cli.adt())))
     duplicate = cli.run("start", str(cli.adt()))
     assert duplicate.exit_code == 2 and "already exists" in duplicate.stderr
@@ -190,7 +193,16 @@ def test_authentication_problems(cli: Cli) -> None:
     result = cli.run("apps", "--endpoint", cli.url, "--token-file", str(wrong), connect=False)
     assert result.exit_code == 2 and result.stderr == "error: invalid bearer token\n"
     no_token = cli.run("apps", "--endpoint", cli.url, connect=False)
-    assert no_token.exit_code == 2 and "missing bearer token" in no_token.stderr
+    assert no_token.exit_code == 2
+    config = cli.home / ".config" / "micado" / "client.yaml"
+    assert no_token.stderr == (
+        "error: no API token: pass --token-file FILE (the controller's token file, "
+        "/etc/micado/api-token on its host), or set $MICADO_TOKEN_FILE, or set token_file in "
+        f"{config} (no such file)\n")
+    absent = cli.run("apps", "--endpoint", cli.url, "--token-file", str(cli.home / "nope"),
+                     connect=False)
+    assert absent.exit_code == 2 and absent.stderr == f"error: {cli.home / 'nope'}: token " \
+                                                      "file not found\n"
 
     cli.token_file.chmod(0o644)
     readable = cli.run("apps")
@@ -286,3 +298,114 @@ def test_controller_run_reports_config_errors(tmp_path: Path) -> None:
     missing = CliRunner().invoke(main, ["controller", "run", "--config",
                                         str(tmp_path / "absent.yaml")])
     assert missing.exit_code == 2 and "absent.yaml: no such file" in missing.stderr
+
+
+def test_status_shows_drift_repaired_by_the_controller(cli: Cli) -> None:
+    ok(cli.run("start", str(cli.adt("my_web.yaml"))))
+    cli.env.tick("my-web")
+    deleted = requests.delete(cli.env.kube.url + "/apis/apps/v1/namespaces/default/deployments/"
+                              "web", timeout=10)  # kubectl delete deployment web
+    assert deleted.status_code == 200
+    cli.env.tick("my-web")
+    status = ok(cli.run("status", "my-web"))
+    assert "  drift: Deployment/web deleted outside the controller, re-created (" in status
+
+
+@pytest.mark.parametrize("name", ["a b", "x/y", "Web", "web-", "a" * 64, "web%2Fx"])
+def test_a_malformed_app_name_says_what_a_name_is(cli: Cli, name: str) -> None:
+    for args in (("status", name), ("stop", name), ("events", "--app", name)):
+        result = cli.run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert f"{name!r} is not an app name: app names are lower-case letters, digits and " \
+               "'-', at most 63 characters" in result.stderr
+        assert "Not Found" not in result.output and "Traceback" not in result.output
+
+
+def test_an_upper_case_app_name_gets_the_lower_case_one_suggested(cli: Cli) -> None:
+    upper = cli.run("status", "MICADO-APP")  # micado-client's default id, stored lower-case
+    assert upper.exit_code == 2 and "(did you mean 'micado-app'? micado apps" in upper.stderr
+
+
+def test_events_without_any_say_so(cli: Cli) -> None:
+    assert ok(cli.run("events")) == "no events\n"
+    assert ok(cli.run("events", "--app", "ghost")) == "no events of app ghost\n"
+    ok(cli.run("start", str(cli.adt())))
+    last = cli.env.manager.events()[-1]["id"]
+    assert ok(cli.run("events", "--since", str(last))) == f"no events after #{last}\n"
+    assert json.loads(ok(cli.run("events", "--app", "ghost", "--json"))) == {"events": []}
+
+
+def test_apps_and_status_say_why_an_app_holds(cli: Cli) -> None:
+    ok(cli.run("start", str(cli.adt())))
+    assert cli.env.fake_prometheus is not None
+    cli.env.fake_prometheus.down = True
+    cli.env.tick("web")
+    why = f"holding: Prometheus at {cli.env.prometheus_url} does not answer"
+    apps = ok(cli.run("apps")).splitlines()
+    assert apps[1].split()[:2] == ["web", "running"] and apps[1].endswith(why)
+    assert json.loads(ok(cli.run("apps", "--json")))["apps"][0]["holding"] == why[9:]
+    assert ok(cli.run("status")).splitlines()[1].endswith(why)
+    cli.env.fake_prometheus.down = False
+    cli.env.tick("web")
+    assert "holding" not in ok(cli.run("apps"))
+    assert json.loads(ok(cli.run("apps", "--json")))["apps"][0]["holding"] is None
+
+
+def test_status_shows_alerts_prometheus_cannot_evaluate(cli: Cli) -> None:
+    ok(cli.run("start", str(cli.adt())))
+    assert cli.env.fake_prometheus is not None
+    cli.env.fake_prometheus.rule_errors["web"] = {"web_overloaded": "many-to-many matching"}
+    cli.env.tick("web")
+    status = ok(cli.run("status", "web"))
+    assert ("  alert web_overloaded: Prometheus cannot evaluate it (it never fires): "
+            "many-to-many matching\n") in status
+    events = ok(cli.run("events", "--app", "web"))
+    assert "alert_rule_error  alert web_overloaded: Prometheus cannot evaluate it" in events
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_dry_run_without_a_controller_compiles_here(cli: Cli) -> None:
+    url = closed_port_url()
+    adt = cli.adt("shop.yaml")
+    out = ok(cli.run("start", str(adt), "--dry-run", "--endpoint", url, "--token-file",
+                     str(cli.token_file), connect=False))
+    assert out.splitlines() == [
+        f"shop: dry run, nothing was changed; {adt} would apply 2 objects (no live diff: "
+        f"cannot reach the controller at {url}: connection refused; the live diff needs the "
+        "controller and its cluster):",
+        "  apply Deployment default/web",
+        "  apply Service default/web",
+        "  node groups: workers (1..3)",
+        "  policies: scalability-workers -> workers, scalability-web -> web",
+    ]
+    no_token = ok(cli.run("update", "shop", str(adt), "--dry-run", "--endpoint", url,
+                          connect=False))
+    assert "(no live diff: no API token (--token-file) to ask the controller;" in no_token
+    as_json = json.loads(ok(cli.run("start", str(adt), "--dry-run", "--json", "--endpoint",
+                                    url, connect=False)))
+    assert as_json["dry_run"] is True and as_json["live_diff"].startswith("no API token")
+    assert [c["action"] for c in as_json["changes"]] == ["apply", "apply"]
+    broken = cli.run("start", str(cli.adt("broken.yaml", BROKEN)), "--dry-run", "--endpoint",
+                     url, connect=False)
+    assert broken.exit_code == 2 and "image: required" in broken.stderr
+    assert cli.env.manager.list_apps() == []
+
+
+def test_dry_run_with_the_controller_but_no_cluster(cli: Cli) -> None:
+    cli.env.kube.stop()
+    out = ok(cli.run("start", str(cli.adt()), "--dry-run"))
+    first, *rest = out.splitlines()
+    assert first.startswith("web: dry run, nothing was changed; ")
+    assert "would apply 2 objects (no live diff: cannot read the cluster: " in first
+    assert first.endswith("; the live diff needs the cluster):")
+    assert rest == ["  apply Deployment default/web", "  apply Service default/web",
+                    "  node groups: workers (1..3)",
+                    "  policies: scalability-workers -> workers, scalability-web -> web"]
+    assert cli.env.manager.list_apps() == []
+    refused = cli.run("start", str(cli.adt()))  # without --dry-run the cluster is needed
+    assert refused.exit_code == 1 and "cannot read the cluster" in refused.stderr

@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 from fakes.kube_api import FakeKubeApi
 from micado.adt import compile_adt
 from micado.adt.model import Workload
-from micado.cluster import Cluster, ClusterError
+from micado.cluster import Cluster, ClusterError, ObjectOwned
 
 APP = "demo"
 
@@ -41,11 +41,13 @@ def cluster(api: FakeKubeApi) -> Cluster:
 
 
 def node(name: str, group: str | None, *, ready: bool = True, cordoned: bool = False,
-         taint: str | None = None, addresses: list[tuple[str, str]] | None = None
-         ) -> dict[str, Any]:
+         taint: str | None = None, addresses: list[tuple[str, str]] | None = None,
+         app: str | None = APP) -> dict[str, Any]:
     labels = {"kubernetes.io/hostname": name}
     if group is not None:
         labels["micado.eu/node_type"] = group
+    if app is not None:
+        labels["micado.eu/app"] = app
     spec: dict[str, Any] = {}
     if cordoned:
         spec["unschedulable"] = True
@@ -97,15 +99,29 @@ def test_group_nodes_keeps_only_ready_schedulable_untainted_nodes_of_the_group(
     api.seed(node("other", "gpu"))
     api.seed(node("master", None))
 
-    nodes = cluster.group_nodes("workers")
+    nodes = cluster.group_nodes(APP, "workers")
 
     assert nodes == [{"ID": "worker-a", "Addr": "10.0.0.8"},
                      {"ID": "worker-b", "Addr": "10.1.1.1"},
                      {"ID": "worker-c", "Addr": "5.6.7.8"},
                      {"ID": "worker-soft", "Addr": "10.0.0.11"}]
-    assert cluster.group_nodes("gpu") == [{"ID": "other", "Addr": "10.0.0.5"}]
-    assert cluster.group_nodes("none") == []
-    assert api.requests[0].query["labelSelector"] == "micado.eu/node_type=workers"
+    assert cluster.group_nodes(APP, "gpu") == [{"ID": "other", "Addr": "10.0.0.5"}]
+    assert cluster.group_nodes(APP, "none") == []
+    assert api.requests[0].query["labelSelector"] == \
+        "micado.eu/node_type=workers,micado.eu/app=demo"
+
+
+def test_a_group_of_the_same_name_of_another_app_is_another_group(
+        api: FakeKubeApi, cluster: Cluster) -> None:
+    api.seed(node("ours", "workers"))
+    api.seed(node("theirs-1", "workers", app="other"))
+    api.seed(node("theirs-2", "workers", app="other"))
+    api.seed(node("legacy", "workers", app=None))  # MiCADO's label alone: no app's group
+
+    assert [n["ID"] for n in cluster.group_nodes(APP, "workers")] == ["ours"]
+    groups = cluster.nodes_by_group()
+    assert {k: [n["ID"] for n in v] for k, v in groups.items()} == {
+        (APP, "workers"): ["ours"], ("other", "workers"): ["theirs-1", "theirs-2"]}
 
 
 # ---------------------------------------------------------------------- replicas
@@ -125,8 +141,8 @@ def test_live_replicas_finds_the_apps_workloads_by_label_and_namespace(
 
     assert live == {"web": 3, "db": 2}
     lists = [r for r in api.requests if r.method == "GET"]
-    assert {r.path for r in lists} == {"/apis/apps/v1/namespaces/default/deployments",
-                                      "/apis/apps/v1/namespaces/data/statefulsets"}
+    assert {r.path for r in lists} == {"/apis/apps/v1/deployments",
+                                      "/apis/apps/v1/statefulsets"}
     assert all(r.query["labelSelector"] == "app.kubernetes.io/instance=demo" for r in lists)
 
 
@@ -240,6 +256,73 @@ def test_delete_app_deletes_every_object_of_the_app(api: FakeKubeApi, cluster: C
     assert [key[:3] for key in api.objects] == [("apps", "deployments", "other")]
 
 
+# ---------------------------------------------------------------------- ownership
+
+INSTANCE = "app.kubernetes.io/instance"
+
+
+def test_apply_as_owner_refuses_an_object_of_another_app_and_changes_nothing(
+        api: FakeKubeApi, cluster: Cluster) -> None:
+    api.seed(workload_manifest("Deployment", "web", app="other", replicas=4))
+    with pytest.raises(ObjectOwned, match="Deployment default/web already exists and belongs "
+                                          "to app 'other'"):
+        cluster.apply([workload_manifest("Deployment", "web")], owner=APP)
+    stored = api.get("apps", "deployments", "default", "web")
+    assert stored["metadata"]["labels"][INSTANCE] == "other"
+    assert stored["spec"]["replicas"] == 4
+    assert not [r for r in api.requests if r.method == "PATCH"]
+
+
+def test_apply_as_owner_never_overwrites_an_object_relabelled_after_it_was_read(
+        api: FakeKubeApi, cluster: Cluster) -> None:
+    cluster.apply([workload_manifest("Deployment", "web")], owner=APP)
+    relabelled: list[str] = []
+
+    def take_it(method: str, path: str) -> None:  # another app takes the object in between
+        if method == "PATCH" and path.endswith("/deployments/web") and not relabelled:
+            api.label("apps", "deployments", "default", "web", {INSTANCE: "other"})
+            relabelled.append(path)
+
+    api.on_request(take_it)
+    changed = workload_manifest("Deployment", "web")
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.28"
+    with pytest.raises(ObjectOwned, match="belongs to app 'other'"):
+        cluster.apply([changed], owner=APP)
+    stored = api.get("apps", "deployments", "default", "web")
+    assert stored["metadata"]["labels"][INSTANCE] == "other"
+    assert stored["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
+
+
+def test_apply_as_owner_takes_back_what_adopt_allows(api: FakeKubeApi, cluster: Cluster) -> None:
+    api.seed(workload_manifest("Deployment", "web", app="nobody"))
+    seen: list[tuple[tuple[str, str, str], str | None]] = []
+
+    def adopt(key: tuple[str, str, str], label: str | None) -> bool:
+        seen.append((key, label))
+        return True
+
+    cluster.apply([workload_manifest("Deployment", "web")], owner=APP, adopt=adopt)
+    assert seen == [(("Deployment", "default", "web"), "nobody")]
+    stored = api.get("apps", "deployments", "default", "web")
+    assert stored["metadata"]["labels"][INSTANCE] == APP
+
+
+def test_delete_leaves_an_object_relabelled_for_another_app_between_list_and_delete(
+        api: FakeKubeApi, cluster: Cluster) -> None:
+    cluster.apply([workload_manifest("Deployment", "web"), service("web")], owner=APP)
+
+    def take_it(method: str, path: str) -> None:
+        if method == "DELETE" and path.endswith("/deployments/web"):
+            obj = api.get("apps", "deployments", "default", "web")
+            if obj is not None and obj["metadata"]["labels"][INSTANCE] == APP:
+                api.label("apps", "deployments", "default", "web", {INSTANCE: "other"})
+
+    api.on_request(take_it)
+    assert cluster.delete_app(APP) == [("Service", "default", "web")]
+    stored = api.get("apps", "deployments", "default", "web")
+    assert stored is not None and stored["metadata"]["labels"][INSTANCE] == "other"
+
+
 # ---------------------------------------------------------------------- errors
 
 
@@ -256,7 +339,7 @@ def test_transient_errors_are_retried_with_backoff(api: FakeKubeApi) -> None:
     # 429 with Retry-After (as the real server sends it) is retried too (by urllib3 first)
     api.fail_next(429)
     before = len(api.requests)
-    assert cluster.group_nodes("workers") == []
+    assert cluster.group_nodes(APP, "workers") == []
     assert len(api.requests) == before + 2
 
 
@@ -264,7 +347,7 @@ def test_retries_are_bounded(api: FakeKubeApi) -> None:
     cluster, sleeps = make_cluster(api.url, attempts=3)
     api.fail_next(503, times=5)
     with pytest.raises(ClusterError) as caught:
-        cluster.group_nodes("workers")
+        cluster.group_nodes(APP, "workers")
     assert caught.value.status == 503
     assert caught.value.reason == "ServiceUnavailable"
     assert sleeps == [0.01, 0.02]
@@ -285,7 +368,7 @@ def test_not_found_is_a_cluster_error_with_status_and_message(
 def test_bad_request_is_not_retried(api: FakeKubeApi, cluster: Cluster) -> None:
     api.fail_next(400)
     with pytest.raises(ClusterError) as caught:
-        cluster.group_nodes("workers")
+        cluster.group_nodes(APP, "workers")
     assert caught.value.status == 400
     assert len(api.requests) == 1
 
@@ -300,7 +383,7 @@ def test_connection_refused_is_retried_then_raised() -> None:
     cluster = Cluster(k8s.ApiClient(config), attempts=3, base_delay=0.01, max_delay=0.015,
                       sleep=sleeps.append)
     with pytest.raises(ClusterError) as caught:
-        cluster.group_nodes("workers")
+        cluster.group_nodes(APP, "workers")
     assert caught.value.status is None
     assert sleeps == [0.01, 0.015]
 
@@ -314,7 +397,7 @@ def test_from_kubeconfig(api: FakeKubeApi, tmp_path: Any) -> None:
         "contexts: [{name: fake, context: {cluster: fake, user: me}}]\n")
     api.seed(node("n1", "workers"))
     cluster = Cluster.from_kubeconfig(str(kubeconfig), attempts=1)
-    assert cluster.group_nodes("workers") == [{"ID": "n1", "Addr": "10.0.0.2"}]
+    assert cluster.group_nodes(APP, "workers") == [{"ID": "n1", "Addr": "10.0.0.2"}]
     assert api.requests[-1].authorization == "Bearer secret-token"
 
 
@@ -323,14 +406,14 @@ def test_a_lazy_cluster_reports_a_missing_kubeconfig_until_it_appears(
     kubeconfig = tmp_path / "config"
     cluster = Cluster.from_kubeconfig(str(kubeconfig), lazy=True, attempts=1)
     with pytest.raises(ClusterError, match="kubeconfig cannot be used"):
-        cluster.group_nodes("workers")
+        cluster.group_nodes(APP, "workers")
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
         f"clusters: [{{name: fake, cluster: {{server: '{api.url}'}}}}]\n"
         "users: [{name: me, user: {token: t}}]\n"
         "contexts: [{name: fake, context: {cluster: fake, user: me}}]\n")
     api.seed(node("n1", "workers"))
-    assert [n["ID"] for n in cluster.group_nodes("workers")] == ["n1"]
+    assert [n["ID"] for n in cluster.group_nodes(APP, "workers")] == ["n1"]
     cluster.close()
 
 
@@ -349,3 +432,18 @@ def test_compiled_adt_applies_and_its_workloads_are_found_and_scaled(
     assert cluster.prune(APP, keep=compiled.manifests) == []
     assert len(cluster.delete_app(APP)) == len(compiled.manifests)
     assert api.objects == {}
+
+
+def test_apply_as_owner_re_creates_an_object_deleted_after_it_was_read(
+        api: FakeKubeApi, cluster: Cluster) -> None:
+    cluster.apply([workload_manifest("Deployment", "web")], owner=APP)
+    deleted: list[str] = []
+
+    def delete_it(method: str, path: str) -> None:  # kubectl delete between read and apply
+        if method == "PATCH" and path.endswith("/deployments/web") and not deleted:
+            api.objects.pop(("apps", "deployments", "default", "web"))
+            deleted.append(path)
+
+    api.on_request(delete_it)
+    cluster.apply([workload_manifest("Deployment", "web")], owner=APP)
+    assert deleted and api.get("apps", "deployments", "default", "web") is not None

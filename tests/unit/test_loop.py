@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from controller_env import WEB_ADT, Clock, ControllerEnv, ready_node
 from micado.loop import operation_key
@@ -127,13 +128,27 @@ def test_kubernetes_api_errors_hold_the_app_and_are_reported(env: ControllerEnv,
     assert env.replicas("web") == 2
 
 
+def refuse_scale_calls(env: ControllerEnv, name: str = "") -> None:
+    """From now on the API server refuses every write to the /scale subresource (of the
+    workloads called `name`, or of all)."""
+    original = env.kube.handle
+    suffix = f"/{name}/scale" if name else "/scale"
+
+    def handle(method, raw_path, content_type, body, authorization=None):  # type: ignore[no-untyped-def]
+        if method == "PATCH" and raw_path.split("?")[0].endswith(suffix):
+            return 422, {"kind": "Status", "code": 422, "reason": "Invalid",
+                         "message": "spec.replicas: refused by an admission webhook"}
+        return original(method, raw_path, content_type, body, authorization)
+
+    env.kube.handle = handle  # type: ignore[method-assign]
+
+
 def test_a_failed_scale_call_is_retried_next_tick_without_starting_a_cooldown(
         env: ControllerEnv, clock: Clock) -> None:
     submit(env, cooldown_down=600)
     assert env.fake_prometheus is not None
     env.fake_prometheus.fire("web", "web_overloaded")
-    # the Deployment disappears behind the controller's back: the scale call gets a 404
-    env.kube.objects.pop(("apps", "deployments", "default", "web"))
+    refuse_scale_calls(env)
     env.tick("web")
     web = target(env, "web")
     assert web["error"] and "actuator" in web["error"]
@@ -186,11 +201,48 @@ def test_a_failing_app_does_not_stop_another_app(env: ControllerEnv) -> None:
     env.fake_prometheus.set(LOAD.replace("web_load", "other_load"), 0.5)
     env.fake_prometheus.fire("web", "web_overloaded")
     env.fake_prometheus.fire("other", "web_overloaded")
-    env.kube.objects.pop(("apps", "deployments", "default", "api"))  # its scale fails
+    refuse_scale_calls(env, "api")
     env.tick("other")
     env.tick("web")
     assert env.replicas("web") == 2
     assert target(env, "web")["error"] is None
+
+
+def other_app(env: ControllerEnv) -> None:
+    """A second app, `other`, with a workload `api` and, like `web`, a node group `workers`."""
+    text = WEB_ADT.read_text().replace("web_load", "other_load").replace(
+        "    web:\n", "    api:\n").replace("[ web ]", "[ api ]")
+    env.manager.submit(text, app_id="other")
+    assert env.fake_prometheus is not None
+    env.fake_prometheus.set(LOAD.replace("web_load", "other_load"), 0.5)
+
+
+def test_two_apps_with_a_group_of_the_same_name_have_two_groups(
+        env: ControllerEnv, clock: Clock) -> None:
+    submit(env)
+    other_app(env)
+    env.kube.seed(ready_node("o1", "workers", app="other"))
+    env.kube.seed(ready_node("o2", "workers", app="other"))
+    assert env.fake_prometheus is not None
+    env.fake_prometheus.fire("other", "web_overloaded")  # only other's group grows
+    env.tick("web")
+    env.tick("other")
+    status = {app: env.manager.status(app) for app in ("web", "other")}
+    workers = {app: next(t for t in s["targets"] if t["target"] == "workers")
+               for app, s in status.items()}
+    assert (workers["web"]["current"], workers["web"]["desired"]) == (1, 1)
+    assert (workers["other"]["current"], workers["other"]["desired"]) == (2, 2)
+    ops = {app: [(o["group"], o["kind"], o["desired"]) for o in s["pending_operations"]]
+           for app, s in status.items()}
+    assert ops == {"web": [("workers", "create", 1)], "other": [("workers", "resize", 2)]}
+    for app, name in (("web", "web"), ("other", "api")):
+        deployment = env.kube.get("apps", "deployments", "default", name)
+        assert deployment is not None
+        terms = deployment["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        assert terms == [{"matchExpressions": [
+            {"key": "micado.eu/node_type", "operator": "In", "values": ["workers"]},
+            {"key": "micado.eu/app", "operator": "In", "values": [app]}]}]
 
 
 def test_a_paused_app_is_not_ticked_and_resumes(env: ControllerEnv, clock: Clock) -> None:
@@ -288,3 +340,136 @@ def test_the_scheduler_ticks_running_apps_and_stops_cleanly(tmp_path: Path) -> N
         assert env.store.integrity_check() == "ok"
     finally:
         env.stop()
+
+
+# ---------------------------------------------------------------------- drift
+
+DEPLOYMENT = "/apis/apps/v1/namespaces/default/deployments/web"
+
+
+def kubectl(env: ControllerEnv, method: str, path: str, patch: dict | None = None) -> None:
+    """A change made outside the controller, over HTTP as kubectl would make it."""
+    headers = {"Content-Type": "application/merge-patch+json"} if patch is not None else {}
+    response = requests.request(method, env.kube.url + path, json=patch, headers=headers,
+                                timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def drift_events(env: ControllerEnv, app_id: str = "web") -> list[str]:
+    return [e["message"] for e in env.manager.events(app_id) if e["kind"] == "drift"]
+
+
+def applies(env: ControllerEnv) -> int:
+    return sum(1 for r in env.kube.requests if r.content_type == "application/apply-patch+yaml")
+
+
+def image(env: ControllerEnv) -> str:
+    deployment = env.kube.get("apps", "deployments", "default", "web")
+    assert deployment is not None
+    return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_a_deployment_deleted_outside_the_controller_is_re_created_at_its_scaled_size(
+        env: ControllerEnv, clock: Clock) -> None:
+    submit(env)
+    assert env.fake_prometheus is not None
+    env.fake_prometheus.fire("web", "web_overloaded")
+    env.tick("web")
+    assert env.replicas("web") == 2
+    env.fake_prometheus.fire("web")
+    kubectl(env, "DELETE", DEPLOYMENT)
+    clock.advance(15)
+    env.tick("web")
+    assert env.replicas("web") == 2  # the size the policy scaled to, not the ADT's 1
+    assert drift_events(env) == [
+        "drift: Deployment/web deleted outside the controller, re-created"]
+    drift = env.manager.status("web")["drift"]
+    assert [(d["kind"], d["name"], d["message"]) for d in drift] == [
+        ("Deployment", "web", drift_events(env)[0])]
+
+
+def test_an_image_or_a_label_changed_outside_the_controller_is_re_applied(
+        env: ControllerEnv, clock: Clock) -> None:
+    submit(env)
+    assert env.fake_prometheus is not None
+    env.fake_prometheus.fire("web", "web_overloaded")
+    env.tick("web")
+    env.fake_prometheus.fire("web")
+    assert env.replicas("web") == 2
+    kubectl(env, "PATCH", DEPLOYMENT, {"spec": {"template": {"spec": {"containers": [
+        {"name": "web", "image": "nginx:evil"}]}}}})
+    clock.advance(15)
+    env.tick("web")
+    assert image(env) == "nginx:1.25"
+    assert env.replicas("web") == 2  # re-applied without touching the policy's replicas
+    kubectl(env, "PATCH", "/api/v1/namespaces/default/services/web",
+            {"metadata": {"labels": {"app.kubernetes.io/name": "hijacked"}}})
+    clock.advance(15)
+    env.tick("web")
+    service = env.kube.get("", "services", "default", "web")
+    assert service is not None
+    assert service["metadata"]["labels"]["app.kubernetes.io/name"] == "web"
+    assert drift_events(env) == [
+        "drift: Deployment/web changed (spec.template.spec.containers[0].image) outside the "
+        "controller, re-applied",
+        "drift: Service/web changed (metadata.labels.app.kubernetes.io/name) outside the "
+        "controller, re-applied"]
+
+
+def test_an_instance_label_removed_by_hand_is_put_back(env: ControllerEnv,
+                                                       clock: Clock) -> None:
+    submit(env)
+    env.tick("web")
+    kubectl(env, "PATCH", DEPLOYMENT,
+            {"metadata": {"labels": {"app.kubernetes.io/instance": None}}})
+    clock.advance(15)
+    env.tick("web")
+    deployment = env.kube.get("apps", "deployments", "default", "web")
+    assert deployment is not None
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/instance"] == "web"
+    assert drift_events(env) == ["drift: Deployment/web relabelled (instance=None) outside "
+                                 "the controller, re-applied"]
+
+
+def test_an_object_taken_by_another_app_is_reported_once_and_not_taken_back(
+        env: ControllerEnv, clock: Clock) -> None:
+    submit(env)
+    other_app(env)
+    env.kube.label("apps", "deployments", "default", "web",
+                   {"app.kubernetes.io/instance": "other"})
+    for _ in range(2):
+        clock.advance(15)
+        env.tick("web")
+    deployment = env.kube.get("apps", "deployments", "default", "web")
+    assert deployment is not None
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/instance"] == "other"
+    assert drift_events(env) == ["drift: Deployment/web was taken by app 'other' outside the "
+                                 "controller; not taken back"]
+
+
+def test_without_drift_a_tick_applies_nothing_and_scaling_is_not_drift(
+        env: ControllerEnv, clock: Clock) -> None:
+    submit(env)
+    before = applies(env)
+    assert env.fake_prometheus is not None
+    env.fake_prometheus.fire("web", "web_overloaded")
+    for _ in range(3):
+        env.tick("web")
+        clock.advance(15)
+    assert env.replicas("web") == 4
+    assert applies(env) == before
+    assert drift_events(env) == [] and env.manager.status("web")["drift"] == []
+
+
+def test_drift_is_not_repaired_while_a_request_changes_the_app(env: ControllerEnv,
+                                                               clock: Clock) -> None:
+    submit(env)
+    env.tick("web")
+    kubectl(env, "DELETE", DEPLOYMENT)
+    with env.loop.app_lock("web"):  # an update is applying the app's next version
+        clock.advance(15)
+        env.tick("web")
+    assert env.kube.get("apps", "deployments", "default", "web") is None
+    clock.advance(15)
+    env.tick("web")
+    assert env.kube.get("apps", "deployments", "default", "web") is not None

@@ -19,7 +19,7 @@ import pytest
 
 from micado.policy.engine import TargetState
 from micado.policy.limits import LimitState
-from micado.store import MIGRATIONS, Store, StoreError
+from micado.store import MIGRATIONS, ObjectClaimed, Store, StoreError
 
 
 class Clock:
@@ -465,3 +465,65 @@ def test_events_json_roundtrip(store: Store) -> None:
     eid = store.add_event("a", "action", "scaled", data)
     assert store.events()[-1].event_id == eid
     assert store.events()[-1].data == json.loads(json.dumps(data))
+
+
+# -- object claims: one app per Kubernetes object ---------------------------------------------
+
+WEB = ("Deployment", "default", "web")
+SVC = ("Service", "default", "web")
+
+
+def test_an_object_claimed_by_one_app_cannot_be_claimed_by_another(store: Store) -> None:
+    store.put_app("a", "adt", {}, PLAN, claim=[WEB, SVC])
+    with pytest.raises(ObjectClaimed) as info:
+        store.put_app("b", "adt", {}, PLAN, claim=[("ConfigMap", "default", "b"), WEB])
+    assert info.value.owners == {WEB: "a"}
+    assert store.get_app("b") is None  # nothing of the refused request was written
+    assert store.object_owner(("ConfigMap", "default", "b")) is None
+    assert set(store.app_objects("a")) == {WEB, SVC}
+    store.put_app("a", "adt v2", {}, PLAN, claim=[WEB])  # its own claims: no conflict
+
+
+def test_claims_are_released_with_the_app_and_by_release_objects(store: Store) -> None:
+    store.put_app("a", "adt", {}, PLAN, claim=[WEB, SVC])
+    store.record_applied("a", [(WEB, {"kind": "Deployment"}, {"spec": {"x": 1}})])
+    assert store.app_objects("a")[WEB].expected == {"spec": {"x": 1}}
+    assert store.app_objects("a")[SVC].manifest is None  # claimed, not applied yet
+    assert store.release_objects("a", keep=[WEB]) == 1
+    assert store.object_owner(SVC) is None
+    store.delete_app("a")
+    assert store.object_owner(WEB) is None
+    store.put_app("b", "adt", {}, PLAN, claim=[WEB, SVC])
+    assert store.object_owner(WEB) == "b"
+
+
+def test_concurrent_claims_of_one_object_from_two_connections_give_one_owner(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    stores = [Store(path) for _ in range(4)]
+    winners: list[str] = []
+    refused: list[str] = []
+    barrier = threading.Barrier(20)
+
+    def claim(index: int) -> None:
+        app_id = f"app-{index}"
+        barrier.wait()
+        try:
+            stores[index % 4].put_app(app_id, "adt", {}, PLAN, claim=[WEB])
+            winners.append(app_id)
+        except ObjectClaimed as exc:
+            refused.append(exc.owners[WEB])
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert len(winners) == 1 and len(refused) == 19
+        assert set(refused) == set(winners)
+        assert stores[0].object_owner(WEB) == winners[0]
+        assert [a.app_id for a in stores[0].list_apps()] == winners
+    finally:
+        for s in stores:
+            s.close()

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AdtError, Problems
-from .k8s import translate
-from .k8s.labels import NAME
+from .k8s import ObjectKey, Origin, object_key, origin_of, translate
+from .k8s.labels import NAME, node_labels
 from .k8s_schema import KUBERNETES_VERSION, has_schema, manifest_errors
 from .model import CompiledApp, Plan
 from .nodegroups import edge_nodes, node_groups
@@ -47,10 +47,13 @@ def compile_adt(
         problems.raise_if_errors()
         raise AdtError([])  # unreachable: read_topology only returns None with an error
     groups = node_groups(topology, problems)
+    for group in groups:
+        group.node_labels = node_labels(group.name, app_id)
     edges = edge_nodes(topology, problems)
-    manifests, workloads = translate(topology, app_id, problems)
+    origins: dict[ObjectKey, list[Origin]] = {}
+    manifests, workloads = translate(topology, app_id, problems, origins)
     policies, shared = compile_policies(topology, app_id, groups, workloads, problems)
-    _check_schema(manifests, topology.nodes, kubernetes_version, problems)
+    _check_schema(manifests, topology.nodes, kubernetes_version, origins, problems)
     problems.raise_if_errors()
     plan = Plan(app_id=app_id, workloads=workloads, node_groups=groups, edges=edges,
                 policies=policies, shared=shared, outputs=topology.outputs)
@@ -58,7 +61,9 @@ def compile_adt(
 
 
 def _check_schema(manifests: list[dict[str, Any]], nodes: Mapping[str, Any], version: str,
-                  problems: Problems) -> None:
+                  origins: Mapping[ObjectKey, list[Origin]], problems: Problems) -> None:
+    """Each manifest against the schema; an error in what interface inputs wrote is reported
+    at that input, the others at the node that made the object."""
     for manifest in manifests:
         metadata = manifest.get("metadata") or {}
         node = (metadata.get("labels") or {}).get(NAME)
@@ -68,6 +73,12 @@ def _check_schema(manifests: list[dict[str, Any]], nodes: Mapping[str, Any], ver
             problems.warn(path, f"{what}: Kubernetes {version} does not define this kind, so it "
                                 "is not checked (a custom resource needs its CRD installed)")
             continue
+        written = origins.get(object_key(manifest), [])
         for error in manifest_errors(manifest, version):
-            problems.error(path, f"the generated {what} is not valid Kubernetes {version}: "
-                                 f"{error}")
+            where, _, message = error.partition(": ")
+            origin = origin_of(where.split("."), written) if message else None
+            if origin is not None:
+                problems.error(origin, f"{message} (in the {what} it makes, at {where})")
+            else:
+                problems.error(path, f"the generated {what} is not valid Kubernetes {version}: "
+                                     f"{error}")

@@ -57,6 +57,11 @@ class Problems:
         if problem not in self.items:
             self.items.append(problem)
 
+    def has_error(self, path: Sequence[PathPart]) -> bool:
+        """True when an error is already recorded at `path` (e.g. a value of the wrong type)."""
+        wanted = _clean(path)
+        return any(p.path == wanted and p.severity == "error" for p in self.items)
+
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.items if p.severity == "error"]

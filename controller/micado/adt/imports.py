@@ -66,6 +66,12 @@ def micado_bundle_path(url: str) -> str | None:
     return f"{BUNDLED_ROOT}/{match.group('file').replace('.yml', '.yaml')}"
 
 
+def micado_release(url: str) -> str | None:
+    """The branch or tag a micado-scale/tosca URL names (v0.7.2, develop, ...), or None."""
+    match = _MICADO_URL.match(url.strip())
+    return match.group("ref") if match else None
+
+
 def import_target(entry: Any) -> str | None:
     """The file named by one `imports` entry (string, {file: x} or {name: {file: x}})."""
     if isinstance(entry, str):

@@ -10,6 +10,7 @@ import yaml
 from .errors import Problems
 from .typesystem import TypeRegistry
 from .values import check_value
+from .yamlio import MAX_DEPTH, TooDeepError, describe_yaml_error, load_yaml, too_deep
 
 INPUTS_PATH = ("topology_template", "inputs")
 
@@ -23,11 +24,16 @@ def parse_parameter(text: str) -> tuple[str, str]:
 
 
 def _coerce(value: Any, type_name: str) -> Any:
-    """Parameters typed on a command line arrive as text; read them as the input's type."""
+    """Parameters typed on a command line arrive as text; read them as the input's type.
+
+    Raises TooDeepError for text nested beyond what the compiler walks.
+    """
     if not isinstance(value, str) or type_name in ("string", "version", "timestamp"):
         return value
     try:
-        return yaml.safe_load(value) if value.strip() else value
+        return load_yaml(value, strict=False) if value.strip() else value
+    except TooDeepError:
+        raise
     except yaml.YAMLError:
         return value
 
@@ -56,8 +62,19 @@ def resolve_inputs(
             continue
         type_name = str(definition.get("type", "string"))
         if name in params:
-            value = _coerce(params[name], type_name)
             where = (*path, "(parameter)")
+            try:
+                value = _coerce(params[name], type_name)
+            except TooDeepError as exc:
+                problems.error(where, describe_yaml_error(exc))
+                values[str(name)] = None
+                continue
+            deep = too_deep(value)
+            if deep is not None:
+                problems.error((*where, *deep), f"values nested more than {MAX_DEPTH} levels "
+                                                "deep (an ADT never needs that many)")
+                values[str(name)] = None
+                continue
         elif "default" in definition:
             value = definition["default"]
             where = (*path, "default")

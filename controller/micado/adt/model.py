@@ -36,7 +36,8 @@ class Contextualisation:
 
 @dataclass
 class NodeGroup:
-    """A set of identical VMs, scaled between min and max, labelled micado.eu/node_type=name."""
+    """A set of identical VMs, scaled between min and max; its nodes carry `node_labels`
+    (micado.eu/node_type=name and micado.eu/app=<app id>), what placement and counting use."""
 
     name: str
     type: str
@@ -48,6 +49,7 @@ class NodeGroup:
     max_instances: int
     contextualisation: Contextualisation
     endpoint: str | None = None
+    node_labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import yaml
 from .errors import Problems
 from .model import Contextualisation, EdgeNode, NodeGroup
 from .topology import NodeTemplate, Topology
+from .yamlio import describe_yaml_error, load_yaml
 
 COMPUTE = "tosca.nodes.MiCADO.Compute"
 EDGE = "tosca.nodes.MiCADO.Edge"
@@ -116,9 +117,10 @@ def _contextualisation(node: NodeTemplate, problems: Problems) -> Contextualisat
         problems.error(path, "insert and append cannot both be true")
     if cloud_config is not None:
         try:
-            parsed = yaml.safe_load(str(cloud_config))
+            parsed = load_yaml(str(cloud_config), strict=False)
         except yaml.YAMLError as exc:
-            problems.error((*path, "cloud_config"), f"not valid cloud-config YAML: {exc}")
+            problems.error((*path, "cloud_config"),
+                           f"not valid cloud-config YAML: {describe_yaml_error(exc)}")
         else:
             if parsed is not None and not isinstance(parsed, dict):
                 problems.error((*path, "cloud_config"), "must be a cloud-config map")

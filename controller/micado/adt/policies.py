@@ -151,9 +151,10 @@ def _own_namespace(policy: PolicyTemplate, app_id: str, all_constants: dict[str,
             problems.error(apath, "an alert must be a map with alert, expr and optionally for")
             continue
         if not isinstance(alert.get("alert"), str) or not _IDENTIFIER.match(alert["alert"]):
-            problems.error((*apath, "alert"), "required: a name that is a Python identifier")
+            problems.error((*apath, "alert"), f"{_given(alert, 'alert')}a name that is a Python "
+                                              "identifier")
         if not isinstance(alert.get("expr"), str) or not alert["expr"].strip():
-            problems.error((*apath, "expr"), "required: a PromQL expression")
+            problems.error((*apath, "expr"), f"{_given(alert, 'expr')}a PromQL expression")
         for key in alert:
             if key not in ("alert", "expr", "for", "labels", "annotations", "keep_firing_for"):
                 problems.error((*apath, str(key)), "unknown field of a Prometheus alert rule")
@@ -228,11 +229,13 @@ def _rule_names(rule: str, policy: PolicyTemplate, problems: Problems) -> tuple[
     except ValueError as exc:  # a null byte in the source
         problems.error(path, f"cannot be parsed: {exc}")
         return set(), False
-    stored = {n.id for n in ast.walk(tree)
-              if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)}
-    stored |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
-    loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx,
-                                                                                     ast.Load)}
+    stored: set[str] = set()
+    loaded: set[str] = set()
+    for n in ast.walk(tree):  # one walk: the rules of a big ADT are many
+        if isinstance(n, ast.Name):
+            (loaded if isinstance(n.ctx, ast.Load) else stored).add(n.id)
+        elif isinstance(n, ast.arg):
+            stored.add(n.arg)
     return loaded - stored, True
 
 
@@ -248,7 +251,9 @@ def _per_target(topology: Topology, own: _Own, shared: SharedNamespace,
         return []
     rule = policy.properties.get("scaling_rule")
     if not isinstance(rule, str):
-        problems.error((*ppath, "scaling_rule"), "required: Python code that sets the new count")
+        if not problems.has_error((*ppath, "scaling_rule")):  # given but of the wrong type
+            problems.error((*ppath, "scaling_rule"),
+                           "required: Python code that sets the new count")
         return []
     free_names, ok = _rule_names(rule, policy, problems)
     own_names = set(own.constants) | set(own.queries) | _alert_names(own.alerts)
@@ -317,3 +322,8 @@ def _per_target(topology: Topology, own: _Own, shared: SharedNamespace,
             source_path=format_path(policy.path),
         ))
     return out
+
+
+def _given(mapping: dict[str, Any], key: str) -> str:
+    """How a bad field's message starts: missing is "required", present but wrong "must be"."""
+    return "must be " if mapping.get(key) is not None else "required: "

@@ -16,11 +16,11 @@ import yaml
 
 from .errors import PathPart, Problems
 from .functions import property_lookup, resolve_inputs_in, resolve_properties_in
-from .imports import ImportResolver
+from .imports import ImportResolver, import_target, micado_release
 from .inputs import resolve_inputs
-from .typesystem import TypeRegistry, deep_merge
+from .typesystem import TypeRegistry, deep_merge, did_you_mean
 from .values import check_value
-from .yamlio import describe_yaml_error, load_yaml
+from .yamlio import TooDeepError, describe_yaml_error, load_yaml
 
 TOSCA_VERSIONS = (
     "tosca_simple_yaml_1_0", "tosca_simple_yaml_1_1", "tosca_simple_yaml_1_2",
@@ -96,6 +96,12 @@ class Topology:
     policies: list[PolicyTemplate] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     repositories: dict[str, Any] = field(default_factory=dict)
+    # the micado-scale/tosca branch or tag the ADT's first MiCADO import names: v0.7.x type
+    # files mean v0.7's reading of interface inputs
+    micado_release: str | None = None
+    # node templates reported as unreadable (no map, no or unknown type): references to them
+    # are not reported again
+    unreadable: set[str] = field(default_factory=set)
 
     def is_a(self, node: NodeTemplate, type_name: str) -> bool:
         return self.registry.is_a("node_types", node.type, type_name)
@@ -110,6 +116,9 @@ def read_topology(
     """Parse and check an ADT. Returns None only when the document cannot be read at all."""
     try:
         document = load_yaml(text)
+    except TooDeepError as exc:
+        problems.error(exc.path, describe_yaml_error(exc))
+        return None
     except yaml.YAMLError as exc:
         problems.error((), f"not valid YAML: {describe_yaml_error(exc)}")
         return None
@@ -155,7 +164,8 @@ def read_topology(
     inputs = resolve_inputs(body.get("inputs"), params, registry, problems)
     description = document.get("description") or body.get("description") or ""
     topology = Topology(registry, str(version), str(description), inputs,
-                        repositories=dict(repositories))
+                        repositories=dict(repositories),
+                        micado_release=_micado_release(document.get("imports")))
     _read_nodes(topology, body.get("node_templates"), problems)
     _read_policies(topology, body.get("policies"), problems)
     outputs = body.get("outputs") or {}
@@ -164,6 +174,15 @@ def read_topology(
     else:
         topology.outputs = resolve_inputs_in(outputs, inputs, (TT, "outputs"), problems)
     return topology
+
+
+def _micado_release(imports: Any) -> str | None:
+    for entry in imports if isinstance(imports, list) else []:
+        target = import_target(entry)
+        release = micado_release(target) if target is not None else None
+        if release is not None:
+            return release
+    return None
 
 
 # --------------------------------------------------------------------------- node templates
@@ -222,6 +241,7 @@ def _read_nodes(topology: Topology, raw_nodes: Any, problems: Problems) -> None:
         path = (*path0, name)
         if not isinstance(raw, dict):
             problems.error(path, "a node template must be a map with a type")
+            topology.unreadable.add(name)
             continue
         for key in raw:
             if key not in NODE_KEYS:
@@ -229,9 +249,12 @@ def _read_nodes(topology: Topology, raw_nodes: Any, problems: Problems) -> None:
         type_name = raw.get("type")
         if not isinstance(type_name, str):
             problems.error((*path, "type"), "required")
+            topology.unreadable.add(name)
             continue
         if not registry.known("node_types", type_name):
-            problems.error((*path, "type"), f"unknown node type {type_name!r}")
+            problems.error((*path, "type"), f"unknown node type {type_name!r}"
+                                            f"{registry.suggest('node_types', type_name)}")
+            topology.unreadable.add(name)
             continue
         metadata = resolve_inputs_in(raw.get("metadata") or {}, topology.inputs,
                                      (*path, "metadata"), problems)
@@ -307,14 +330,15 @@ def _apply_definitions(registry: TypeRegistry, section: str, type_name: str,
         definition = definitions.get(key)
         if definition is None:
             known = ", ".join(sorted(definitions)) or "none"
-            problems.error((*path, key), f"unknown property of {type_name} (properties: {known})")
+            problems.error((*path, key), f"unknown property of {type_name}"
+                           f"{did_you_mean(key, definitions)} (properties: {known})")
             continue
         before = len(problems.errors)
         check_value(value, definition, registry, (*path, key), problems)
         if len(problems.errors) == before:  # a bad value is reported once, not passed on
             values[key] = value
     for key, definition in definitions.items():
-        if key in values:
+        if key in values or key in given:  # given but wrong is reported once, not as missing
             continue
         if "default" in definition:
             values[key] = copy.deepcopy(definition["default"])
@@ -410,13 +434,15 @@ def _node_requirements(topology: Topology, node: NodeTemplate, raw: dict[str, An
         if target is None:
             continue  # an abstract requirement with no node: nothing to resolve
         if not isinstance(target, str) or target not in clones:
-            problems.error(entry_path if isinstance(body, str) else (*entry_path, "node"),
-                           f"no node template named {target!r}")
+            if not isinstance(target, str) or target not in topology.unreadable:  # not again
+                problems.error(entry_path if isinstance(body, str) else (*entry_path, "node"),
+                               f"no node template named {target!r}")
             continue
         if relationship is not None and not topology.registry.known("relationship_types",
                                                                      relationship):
             problems.error((*entry_path, "relationship"),
-                           f"unknown relationship type {relationship!r}")
+                           f"unknown relationship type {relationship!r}"
+                           f"{topology.registry.suggest('relationship_types', relationship)}")
         for target_name in clones[target]:
             out.append(Requirement(req_name, target_name, relationship, rel_props, entry_path))
     return out
@@ -453,7 +479,8 @@ def _read_policies(topology: Topology, raw_policies: Any, problems: Problems) ->
             problems.error((*path, "type"), "required")
             continue
         if not registry.known("policy_types", type_name):
-            problems.error((*path, "type"), f"unknown policy type {type_name!r}")
+            problems.error((*path, "type"), f"unknown policy type {type_name!r}"
+                                            f"{registry.suggest('policy_types', type_name)}")
             continue
         targets_raw = body.get("targets") or []
         if not isinstance(targets_raw, list):
@@ -462,7 +489,8 @@ def _read_policies(topology: Topology, raw_policies: Any, problems: Problems) ->
         targets: list[str] = []
         for t, target in enumerate(targets_raw):
             if not isinstance(target, str) or target not in clones:
-                problems.error((*path, "targets", t), f"no node template named {target!r}")
+                if not isinstance(target, str) or target not in topology.unreadable:
+                    problems.error((*path, "targets", t), f"no node template named {target!r}")
                 continue
             targets.extend(clones[target])
         given = resolve_inputs_in(body.get("properties") or {}, topology.inputs,

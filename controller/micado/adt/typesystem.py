@@ -7,6 +7,8 @@ does: a derived type refines the property definitions and interface inputs of it
 from __future__ import annotations
 
 import copy
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,12 @@ def deep_merge(base: Any, override: Any) -> Any:
             merged[key] = deep_merge(base[key], value) if key in base else copy.deepcopy(value)
         return merged
     return copy.deepcopy(override)
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """"; did you mean X?" with the closest known name, or "" when none is close."""
+    close = difflib.get_close_matches(name, [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 @dataclass
@@ -95,9 +103,9 @@ class TypeRegistry:
                 if not isinstance(parent, str):
                     problems.error((*tdef.origin, "derived_from"), "must be a type name")
                 elif parent not in defs:
-                    problems.error(
-                        (*tdef.origin, "derived_from"), f"unknown {_singular(section)} {parent!r}"
-                    )
+                    problems.error((*tdef.origin, "derived_from"),
+                                   f"unknown {_singular(section)} {parent!r}"
+                                   f"{did_you_mean(parent, defs)}")
                 elif tdef.name in self.chain(section, parent):
                     problems.error((*tdef.origin, "derived_from"), "derived_from chain is a cycle")
 
@@ -161,6 +169,10 @@ class TypeRegistry:
 
     def known(self, section: str, name: str) -> bool:
         return name in self.types[section]
+
+    def suggest(self, section: str, name: str) -> str:
+        """"; did you mean X?" naming the closest type of the section, or ""."""
+        return did_you_mean(name, self.types[section])
 
 
 def _singular(section: str) -> str:

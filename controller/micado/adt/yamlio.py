@@ -1,10 +1,14 @@
-"""YAML in and out: safe loading that refuses duplicate keys, deterministic dumping."""
+"""YAML in and out: safe loading that refuses duplicate keys, alias bombs and deep nesting;
+deterministic dumping."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import yaml
+
+from .errors import PathPart
+from .yamlplain import NOT_PLAIN, load_plain
 
 
 class DuplicateKeyError(yaml.MarkedYAMLError):
@@ -16,18 +20,34 @@ _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A document may not expand (through aliases) to more values than this: `*a` repeated in
 # nested lists grows exponentially, and an ADT is never this big.
 MAX_VALUES = 100_000
+# Nor nest deeper than this: the compiler walks values recursively, and a real ADT (manifests in
+# interface inputs included) stays within about 25 levels.
+MAX_DEPTH = 64
 
 
 class TooLargeError(yaml.MarkedYAMLError):
     """Aliases make the document expand beyond MAX_VALUES values."""
 
 
-class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """Safe loader that rejects duplicate mapping keys and alias bombs."""
+class TooDeepError(yaml.MarkedYAMLError):
+    """Values nested more than MAX_DEPTH levels; `path` says where, as an ADT path."""
+
+    def __init__(self, mark: Any, path: tuple[PathPart, ...]) -> None:
+        super().__init__(None, None, f"values nested more than {MAX_DEPTH} levels deep (an ADT "
+                         "never needs that many)", mark)
+        self.path = path
+
+
+class _LimitedLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Safe loader that refuses alias bombs and deep nesting before constructing anything."""
 
     def construct_document(self, node: yaml.Node) -> Any:
-        _check_expansion(node)
+        _check_shape(node)
         return super().construct_document(node)
+
+
+class _StrictLoader(_LimitedLoader):
+    """The ADT loader: also rejects duplicate mapping keys."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -48,46 +68,102 @@ class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
         return super().construct_mapping(node, deep=deep)
 
 
-def _check_expansion(root: yaml.Node) -> None:
-    """Count the values the document expands to, each shared node once per reference."""
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return []
+
+
+def _check_shape(root: yaml.Node) -> None:
+    """Count the values the document expands to (each shared node once per reference) and how
+    deep it nests, without recursion: everything after loading may recurse, so this is the gate.
+    """
     sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node) -> int:
-        known = sizes.get(id(node))
-        if known is not None:
-            return known
-        sizes[id(node)] = 1  # a recursive alias counts once here; the constructor handles it
-        total = 1
-        if isinstance(node, yaml.SequenceNode):
-            total += sum(size(child) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
-        total = min(total, MAX_VALUES + 1)
-        sizes[id(node)] = total
-        return total
-
-    if size(root) > MAX_VALUES:
+    heights: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            children = _children(node)
+            sizes[key] = min(1 + sum(sizes[id(c)] for c in children), MAX_VALUES + 1)
+            if isinstance(node, yaml.CollectionNode):
+                heights[key] = 1 + max((heights[id(c)] for c in children), default=0)
+            continue
+        if key in sizes:
+            continue
+        sizes[key], heights[key] = 1, 0  # a recursive alias counts once; the constructor copes
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+    if sizes[id(root)] > MAX_VALUES:
         raise TooLargeError(None, None, f"the document expands to more than {MAX_VALUES} values "
                             "(YAML aliases repeated inside each other)", root.start_mark)
+    if heights[id(root)] > MAX_DEPTH:
+        _raise_too_deep(root, heights)
+
+
+def _raise_too_deep(root: yaml.Node, heights: dict[int, int]) -> None:
+    """Follow the deepest branch down to the first value beyond MAX_DEPTH and name it."""
+    node, path = root, []
+    for _ in range(MAX_DEPTH):
+        if isinstance(node, yaml.SequenceNode):
+            index = max(range(len(node.value)), key=lambda i: heights[id(node.value[i])])
+            node = node.value[index]
+            path.append(index)
+        else:
+            key_node, value = max(node.value, key=lambda kv: max(heights[id(kv[0])],
+                                                                    heights[id(kv[1])]))
+            path.append(key_node.value if isinstance(key_node, yaml.ScalarNode) else "(key)")
+            node = key_node if heights[id(key_node)] > heights[id(value)] else value
+    raise TooDeepError(node.start_mark, tuple(path))
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> tuple[PathPart, ...] | None:
+    """The path to the first value nested deeper than `limit` in plain data, or None.
+
+    For values that did not come through load_yaml (API parameters, JSON bodies).
+    """
+    stack: list[tuple[Any, tuple[PathPart, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if len(path) >= limit:
+            return path
+        entries = item.items() if isinstance(item, dict) else enumerate(item)
+        stack.extend((child, (*path, key if isinstance(key, str | int) else str(key)))
+                     for key, child in entries)
+    return None
 
 
 def _no_timestamps() -> None:
     """Keep dates as strings: TOSCA values like `version: 2024-01-01` must stay text."""
-    resolvers = _StrictLoader.yaml_implicit_resolvers
+    resolvers = _LimitedLoader.yaml_implicit_resolvers
     for first, entries in list(resolvers.items()):
         resolvers[first] = [(t, rx) for t, rx in entries if t != "tag:yaml.org,2002:timestamp"]
 
 
-_StrictLoader.yaml_implicit_resolvers = {
+_LimitedLoader.yaml_implicit_resolvers = {
     k: list(v) for k, v in _BaseLoader.yaml_implicit_resolvers.items()
 }
 _no_timestamps()
 
 
-def load_yaml(text: str) -> Any:
-    """Parse one YAML document; raises yaml.YAMLError with a line and column on bad input."""
+def load_yaml(text: str, *, strict: bool = True) -> Any:
+    """Parse one YAML document; raises yaml.YAMLError with a line and column on bad input.
+
+    `strict=False` allows duplicate keys (for embedded YAML such as cloud-config, which its
+    consumer reads leniently); the size and depth limits hold either way.
+    """
+    data = load_plain(text, _StrictLoader.yaml_implicit_resolvers, MAX_VALUES)  # the fast way
+    if data is not NOT_PLAIN:
+        return data
     try:
-        return yaml.load(text, Loader=_StrictLoader)
+        return yaml.load(text, Loader=_StrictLoader if strict else _LimitedLoader)
+    except RecursionError:  # only without libyaml, whose parser stops at 1000 levels itself
+        raise yaml.YAMLError(f"values nested more than {MAX_DEPTH} levels deep") from None
     except UnicodeError as exc:  # e.g. a lone surrogate in text given through the API
         raise yaml.YAMLError(f"the text is not valid Unicode ({exc.reason}) at character "
                              f"{getattr(exc, 'start', '?')}") from None

@@ -262,6 +262,13 @@ def serve(connection: Any, memory_bytes: int) -> None:
                              "error": ("output", f"the result cannot be returned: {exc}", None)})
 
 
+def serve_fd(fd: int, memory_bytes: int) -> None:
+    """`serve` on an inherited socket: the entry point of a worker started by sandbox.py."""
+    from multiprocessing.connection import Connection
+
+    serve(Connection(fd), memory_bytes)
+
+
 def _address_space() -> int:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[0])

@@ -7,15 +7,24 @@ RestrictedPython would still need our own guards for attributes, printing and fo
 brings policy hooks we would have to keep right. The process is the second wall: each worker
 has an address-space limit (memory), a CPU timer per evaluation, few file descriptors, and the
 caller's wall-clock timeout kills and replaces it (sleeps, C-level loops). Workers are reused,
-so an evaluation costs a round trip over a pipe, not a process start.
+so an evaluation costs a round trip over a socket, not a process start.
+
+Workers are fresh interpreters (``python -c``, a socket pair passed as a file descriptor), not
+multiprocessing children: multiprocessing's spawn and forkserver re-import the caller's main
+script in every child, so a plain script calling `evaluate()` without an
+``if __name__ == "__main__":`` guard would start the sandbox again in each worker and fail.
 """
 
 from __future__ import annotations
 
 import atexit
-import multiprocessing
+import contextlib
+import os
 import pickle
 import queue
+import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +33,12 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from . import rule_runtime
+
+# the micado package's parent directory: the worker imports micado from where this one did
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_WORKER_CODE = ("import sys; sys.path.insert(0, sys.argv[1]); "
+                "from micado.policy.rule_runtime import serve_fd; "
+                "serve_fd(int(sys.argv[2]), int(sys.argv[3]))")
 
 DEFAULT_MEMORY = 64 * 1024 * 1024
 DEFAULT_WORKERS = 2
@@ -54,22 +69,34 @@ class RuleResult:
 
 
 class _Worker:
-    def __init__(self, context: Any, memory_bytes: int) -> None:
-        self.connection, child = context.Pipe()
-        self.process = context.Process(target=rule_runtime.serve, args=(child, memory_bytes),
-                                       daemon=True, name="micado-rule-sandbox")
-        self.process.start()
-        child.close()
+    def __init__(self, memory_bytes: int) -> None:
+        ours, theirs = socket.socketpair()
+        self.connection = Connection(ours.detach())
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-S", "-c", _WORKER_CODE, _PACKAGE_ROOT,
+                 str(theirs.fileno()), str(memory_bytes)],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+        except OSError:
+            self.connection.close()
+            raise
+        finally:
+            theirs.close()
         # wait until the worker has its limits and is listening, so that start-up time is
         # never charged to the first rule it runs
-        if not self.connection.poll(START_TIMEOUT) or self.connection.recv() != READY:
+        try:
+            started = self.connection.poll(START_TIMEOUT) and self.connection.recv() == READY
+        except (EOFError, OSError):
+            started = False
+        if not started:
             self.stop()
             raise RuntimeError("a rule sandbox worker did not start")
 
     def stop(self) -> None:
-        if self.process.is_alive():
+        if self.process.poll() is None:
             self.process.kill()
-        self.process.join(timeout=5)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # killed: only a zombie's reaping
+            self.process.wait(timeout=5)
         self.connection.close()
 
 
@@ -78,7 +105,6 @@ class SandboxPool:
 
     def __init__(self, workers: int = DEFAULT_WORKERS, memory_bytes: int = DEFAULT_MEMORY,
                  ) -> None:
-        self._context = multiprocessing.get_context("forkserver")
         self._memory = memory_bytes
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: list[_Worker] = []
@@ -87,7 +113,7 @@ class SandboxPool:
             self._add()
 
     def _add(self) -> None:
-        worker = _Worker(self._context, self._memory)
+        worker = _Worker(self._memory)
         with self._lock:
             self._all.append(worker)
         self._idle.put(worker)

@@ -487,3 +487,139 @@ def test_non_text_mapping_keys_are_reported_with_a_text_path() -> None:
     text = EXAMPLES["stressng_nova.yaml"].replace(
         "      properties:\n", "      properties:\n        1.5: x\n        true: y\n", 1)
     compile_or_report(text)
+
+
+# ------------------------------------------------------------------------ deep nesting
+# The compiler walks values recursively; the loader refuses anything nested beyond
+# MAX_DEPTH (64) before that, without recursing itself. Every shape and place must give a
+# located AdtError (never RecursionError), and ADTs just within the limit must still work.
+
+DEEP = 600
+
+
+def _nested(shape: str, depth: int, leaf: str = "1") -> str:
+    """`depth` levels of flow YAML: lists, mappings, or both alternating."""
+    opening = {"list": ["["], "map": ["{a: "], "mixed": ["[", "{a: "]}[shape]
+    text = leaf
+    for level in range(depth):
+        start = opening[level % len(opening)]
+        text = start + text + ("]" if start == "[" else "}")
+    return text
+
+
+def _web(extra: str = "", inputs: str = "") -> str:
+    return (_HEADER + (f"  inputs:\n{inputs}" if inputs else "") + "  node_templates:\n" + _WEB
+            + "      properties:\n        image: nginx\n" + extra)
+
+
+DEEP_PLACES: dict[str, Callable[[str], str]] = {
+    "document": lambda value: value,
+    "top-level value": lambda value: _HEADER.replace("topology_template:\n",
+                                                     f"metadata: {value}\ntopology_template:\n")
+    + "  node_templates:\n" + _WEB + "      properties: {image: nginx}\n",
+    "property": lambda value: _web(f"        resources: {value}\n"),
+    "list property": lambda value: _web(f"        args: {value}\n"),
+    "input default": lambda value: _web(inputs=f"    deep: {{type: map, default: {value}}}\n"),
+    "interface input": lambda value: _web(
+        "      interfaces:\n        Kubernetes:\n          create:\n"
+        f"            inputs: {{spec: {value}}}\n"),
+    "policy property": lambda value: _web() + (
+        "  policies:\n    - scalability:\n        type: tosca.policies.Scaling.MiCADO\n"
+        f"        targets: [web]\n        properties: {{constants: {value}}}\n"),
+    "type definition": lambda value: _HEADER.replace(
+        "topology_template:\n", f"node_types:\n  my.Type: {value}\ntopology_template:\n")
+    + "  node_templates:\n" + _WEB + "      properties: {image: nginx}\n",
+}
+
+
+def _assert_located_depth_error(text: str, parameters: dict[str, Any] | None = None) -> None:
+    with pytest.raises(AdtError) as info:
+        compile_adt(text, params=parameters or {}, app_id="fuzz")
+    (error,) = info.value.errors
+    assert "nested more than 64 levels deep" in error.message, str(error)
+    assert len(error.path) >= 1, str(error)
+
+
+@pytest.mark.parametrize("shape", ["list", "map", "mixed"])
+@pytest.mark.parametrize("place", list(DEEP_PLACES))
+def test_deep_nesting_is_a_located_error(place: str, shape: str) -> None:
+    text = DEEP_PLACES[place](_nested(shape, DEEP))
+    _assert_located_depth_error(text)
+
+
+def test_deep_nesting_names_the_path_and_line() -> None:
+    with pytest.raises(AdtError) as info:
+        compile_adt(_web(f"        resources: {_nested('map', DEEP)}\n"), app_id="fuzz")
+    (error,) = info.value.errors
+    prefix = ("topology_template", "node_templates", "web", "properties", "resources")
+    assert error.path[:5] == prefix and set(error.path[5:]) == {"a"}
+    assert len(error.path) == 64
+    assert error.message.startswith("line 9, column ")
+
+
+@pytest.mark.parametrize("shape", ["list", "map", "mixed"])
+def test_deep_parameters_are_located_errors(shape: str) -> None:
+    inputs = "    deep: {type: list, required: false}\n    flat: {type: string, default: a}\n"
+    as_text = _nested(shape, DEEP)
+    _assert_located_depth_error(_web(inputs=inputs), {"deep": as_text})
+    value: Any = 1
+    for level in range(DEEP):
+        value = [value] if shape == "list" or (shape == "mixed" and level % 2) else {"a": value}
+    with pytest.raises(AdtError) as info:
+        compile_adt(_web(inputs=inputs), params={"deep": value}, app_id="fuzz")
+    (error,) = info.value.errors
+    assert error.path[:4] == ("topology_template", "inputs", "deep", "(parameter)")
+    assert "nested more than 64 levels deep" in error.message
+
+
+def test_deep_nesting_through_aliases_is_caught() -> None:
+    """Each anchor nests the one before: shallow text, deep values."""
+    anchors = "  - &l0 [1]\n" + "".join(f"  - &l{i} [*l{i - 1}]\n" for i in range(1, 150))
+    _assert_located_depth_error("x:\n" + anchors)
+
+
+def test_deep_cloud_config_and_imported_file_are_errors(tmp_path: Path) -> None:
+    cloud = (_HEADER + "  node_templates:\n    vm:\n      type: tosca.nodes.MiCADO.EC2.Compute\n"
+             "      properties:\n        region_name: r\n        image_id: i\n"
+             "        instance_type: t\n"
+             f"        context: {{append: true, cloud_config: '{_nested('list', DEEP)}'}}\n")
+    with pytest.raises(AdtError) as info:
+        compile_adt(cloud, app_id="fuzz")
+    assert any("nested more than 64 levels deep" in e.message and e.path[-1] == "cloud_config"
+               for e in info.value.errors), info.value.errors
+    (tmp_path / "deep.yaml").write_text(f"node_types: {_nested('map', DEEP)}\n",
+                                        encoding="utf-8")
+    with pytest.raises(AdtError) as info:
+        compile_adt(_web().replace(f"[{MICADO_URL}]", f"[{MICADO_URL}, deep.yaml]"),
+                    app_id="fuzz", base_dir=tmp_path)
+    assert any("nested more than 64 levels deep" in e.message for e in info.value.errors)
+
+
+@pytest.mark.parametrize("place", ["property", "input default", "interface input",
+                                   "policy property"])
+def test_nesting_within_the_limit_still_compiles_or_is_an_adt_error(place: str) -> None:
+    """Just inside the limit every recursive stage (functions, checks, merge, schema) copes."""
+    text = DEEP_PLACES[place](_nested("mixed", 55))
+    compile_or_report(text)
+
+
+@fuzz_settings(25)
+@given(st.data())
+def test_example_with_a_deeply_nested_value_inserted(data: st.DataObject) -> None:
+    depth = data.draw(st.integers(50, 700), label="depth")
+    shape = data.draw(st.sampled_from(["list", "map", "mixed"]), label="shape")
+
+    def replace(container: Any, key: Any) -> None:
+        container[key] = "DEEP-VALUE-HERE"  # dumping 700 levels would recurse in PyYAML
+
+    text = _mutate(data, _locations, replace)
+    compile_or_report(text.replace("DEEP-VALUE-HERE", _nested(shape, depth), 1))
+
+
+@fuzz_settings(30)
+@given(adt_documents, params)
+def test_random_adt_shaped_documents_with_v07_types(document: dict[str, Any],
+                                                    parameters: dict[str, str]) -> None:
+    """v0.7 type files change where create and configure inputs go; still no traceback."""
+    text = dump(document).replace("/tosca/develop/", "/tosca/v0.7.2/")
+    compile_or_report(text, parameters)

@@ -49,10 +49,13 @@ def test_no_host_means_no_affinity() -> None:
     assert result.workloads[0].hosts == []
 
 
-def test_compute_host_matches_the_node_type_label() -> None:
+APP_TERM = {"key": "micado.eu/app", "operator": "In", "values": ["app1"]}
+
+
+def test_compute_host_matches_the_node_type_label_of_the_apps_own_group() -> None:
     result = placed("worker-a")
     assert terms(result) == [{"matchExpressions": [
-        {"key": "micado.eu/node_type", "operator": "In", "values": ["worker-a"]}]}]
+        {"key": "micado.eu/node_type", "operator": "In", "values": ["worker-a"]}, APP_TERM]}]
     assert result.workloads[0].hosts == ["worker-a"]
     assert schema_errors(result.manifests) == []
 
@@ -60,7 +63,8 @@ def test_compute_host_matches_the_node_type_label() -> None:
 def test_several_compute_hosts_share_one_expression() -> None:
     result = placed("worker-a", "worker-b", "worker-a")
     assert terms(result) == [{"matchExpressions": [
-        {"key": "micado.eu/node_type", "operator": "In", "values": ["worker-a", "worker-b"]}]}]
+        {"key": "micado.eu/node_type", "operator": "In", "values": ["worker-a", "worker-b"]},
+        APP_TERM]}]
     assert result.workloads[0].hosts == ["worker-a", "worker-b"]
 
 

@@ -28,6 +28,11 @@ topology_template:
 """
 
 
+def test_a_node_group_names_the_labels_its_nodes_carry_with_the_app() -> None:
+    (group,) = compiled(EC2, app_id="shop").plan.node_groups
+    assert group.node_labels == {"micado.eu/node_type": "vms", "micado.eu/app": "shop"}
+
+
 def test_ec2_node_group() -> None:
     (group,) = compiled(EC2).plan.node_groups
     assert group.name == "vms"

@@ -10,6 +10,8 @@ compile cache; and the line numbers errors report.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -507,3 +509,20 @@ def test_module_evaluate_runs_a_demo_rule():
                              "service_underloaded": False}, ["m_container_count"])
     assert result.error is None
     assert result.outputs == {"m_container_count": 2}
+
+
+def test_evaluate_from_a_plain_script_without_a_main_guard(tmp_path: Path):
+    """A script that calls evaluate() at top level, as a user's quick try would: workers must
+    not re-import it (multiprocessing's spawn/forkserver did, and the script died of EOFError)."""
+    script = tmp_path / "try_rule.py"
+    script.write_text(textwrap.dedent("""\
+        from micado.policy.sandbox import evaluate
+
+        result = evaluate("y = x * 2", {"x": 21}, ["y"])
+        print("outputs", result.outputs, "error", result.error)
+        """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "outputs {'y': 42} error None\n"
+    assert done.stderr == ""

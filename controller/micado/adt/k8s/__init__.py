@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import Problems
 from ..model import Workload
 from ..topology import NodeTemplate, Topology
+from .fields import Origin, origin_of
 from .nodes import (
     CONFIG,
     DOCKER,
@@ -27,14 +28,17 @@ from .raw import raw_manifest
 from .volumes import volume_objects
 from .workloads import build_workload, plan_pods
 
-__all__ = ["translate"]
+__all__ = ["Origin", "object_key", "origin_of", "translate"]
 Manifests = list[tuple[dict[str, Any], Path]]
+ObjectKey = tuple[Any, ...]
 
 
 def translate(topology: Topology, app_id: str, problems: Problems,
+              origins: dict[ObjectKey, list[Origin]] | None = None,
               ) -> tuple[list[dict[str, Any]], list[Workload]]:
     """Kubernetes manifests (deterministic order) and the workloads the controller can place
-    and scale."""
+    and scale. `origins`, when given, receives for each workload (by kind, namespace, name)
+    the manifest parts its interface inputs wrote, so schema errors can name the input."""
     nodes = list(topology.nodes.values())
     for node in nodes:
         if _translated(topology, node):
@@ -46,6 +50,8 @@ def translate(topology: Topology, app_id: str, problems: Problems,
     for plan in plan_pods(topology, problems):
         built = build_workload(topology, plan, app_id, volumes.sources, problems)
         workload_manifests.append((built.manifest, plan.node.path))
+        if origins is not None:
+            origins[object_key(built.manifest)] = built.origins
         services.extend((s, plan.node.path) for s in built.services)
         workloads.append(built.workload)
     raws: Manifests = []
@@ -73,13 +79,18 @@ def _warn_unused_inline(sources: Any, problems: Problems) -> None:
                                             "hostPath volume makes nothing on its own")
 
 
+def object_key(manifest: dict[str, Any]) -> ObjectKey:
+    """What identifies an object in a cluster: apiVersion, kind, namespace, name."""
+    metadata = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
+    return (manifest.get("apiVersion"), manifest.get("kind"), metadata.get("namespace"),
+            metadata.get("name"))
+
+
 def _check_unique(objects: Manifests, problems: Problems) -> None:
     """Two objects of one kind and name would overwrite each other when applied."""
     seen: dict[tuple[Any, ...], Path] = {}
     for manifest, path in objects:
-        metadata = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
-        key = (manifest.get("apiVersion"), manifest.get("kind"), metadata.get("namespace"),
-               metadata.get("name"))
+        key = object_key(manifest)
         if key in seen:
             problems.error(path, f"{key[1]} {key[3]!r} is also made by "
                                  f"{'.'.join(map(str, seen[key][-1:]))}; names must be unique")

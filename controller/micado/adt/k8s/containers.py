@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import Problems
 from ..topology import NodeTemplate, Topology
 from .labels import image_version
-from .nodes import Path, as_text, is_dns_label, prop_path
+from .nodes import Path, as_text, is_dns_label, is_plain_scalar, prop_path
 
 # Kubernetes v1 Container fields a property may set directly (`ports` is handled per pod)
 CONTAINER_FIELDS = (
@@ -80,6 +80,7 @@ def build_container(topology: Topology, node: NodeTemplate, init: bool,
     spec.update((k, copy.deepcopy(props[k])) for k in CONTAINER_FIELDS
                 if k in props and k not in spec)
     _translate_compose(node, props, spec, problems)
+    _text_fields(spec)
     built = BuiltContainer(node, spec, image_version(image or ""), init)
     built.labels = {str(k): as_text(v) for k, v in (props.get("labels") or {}).items()
                     if v is not None} if isinstance(props.get("labels"), dict) else {}
@@ -89,6 +90,19 @@ def build_container(topology: Topology, node: NodeTemplate, init: bool,
         built.ports = [PortEntry(p, prop_path(node, "ports", i)) for i, p in enumerate(ports)
                        if p is not None]
     return built
+
+
+def _text_fields(spec: dict[str, Any]) -> None:
+    """Numbers and booleans where Kubernetes wants text become text: `value: {get_input: PORT}`
+    gives 4092, and an env value (like a command or args entry) must be "4092"."""
+    env = spec.get("env")
+    if isinstance(env, list):
+        spec["env"] = [{**entry, "value": as_text(entry["value"])}
+                       if isinstance(entry, dict) and is_plain_scalar(entry.get("value"))
+                       else entry for entry in env]
+    for key in ("command", "args"):
+        if isinstance(spec.get(key), list):
+            spec[key] = [as_text(v) if is_plain_scalar(v) else v for v in spec[key]]
 
 
 def _warn_dropped(node: NodeTemplate, props: dict[str, Any], problems: Problems) -> None:
@@ -133,7 +147,8 @@ def _image(topology: Topology, node: NodeTemplate, props: dict[str, Any],
         artifact = {}
     art_file, repository = artifact.get("file"), artifact.get("repository")
     if image is None and art_file is None:
-        problems.error(prop_path(node, "image"), "required: the image the container runs")
+        if not problems.has_error(prop_path(node, "image")):  # not also for an image of a bad type
+            problems.error(prop_path(node, "image"), "required: the image the container runs")
         return None
     if image is not None and art_file is not None and str(art_file) != str(image):
         if repository is not None:

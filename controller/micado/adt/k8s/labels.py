@@ -13,8 +13,11 @@ INSTANCE = "app.kubernetes.io/instance"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 VERSION = "app.kubernetes.io/version"
 MANAGER = "micado"
-# on every node of a VM group (set by the worker's k3s join): what placement and scaling select on
+# On every node of a VM group (set by the worker's k3s join), what placement and scaling select
+# on: MiCADO's node_type (the compute node's name in the ADT) and the app that owns the group,
+# so two apps that both name a node `worker-node` have two groups that never share nodes.
 NODE_TYPE = "micado.eu/node_type"
+APP = "micado.eu/app"
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
@@ -30,6 +33,11 @@ def app_labels(node_name: str, app_id: str, version: str | None = None) -> dict[
     if version is not None:
         labels[VERSION] = version
     return labels
+
+
+def node_labels(group: str, app_id: str) -> dict[str, str]:
+    """The labels a node of `app_id`'s group `group` carries (the actuator sets them)."""
+    return {NODE_TYPE: group, APP: app_id}
 
 
 def with_labels(metadata: dict[str, Any], labels: dict[str, str]) -> None:

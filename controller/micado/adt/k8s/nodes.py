@@ -55,11 +55,11 @@ def is_pod(topology: Topology, node: NodeTemplate) -> bool:
     return topology.is_a(node, POD) or node.type == POD_LEGACY
 
 
-def create_inputs(node: NodeTemplate) -> dict[str, Any]:
-    """interfaces.Kubernetes.create.inputs (type and template merged), {} when absent."""
+def create_inputs(node: NodeTemplate, operation: str = "create") -> dict[str, Any]:
+    """interfaces.Kubernetes.<operation>.inputs (type and template merged), {} when absent."""
     interface = node.interfaces.get(KUBERNETES)
-    create = interface.get("create") if isinstance(interface, dict) else None
-    inputs = create.get("inputs") if isinstance(create, dict) else None
+    body = interface.get(operation) if isinstance(interface, dict) else None
+    inputs = body.get("inputs") if isinstance(body, dict) else None
     return inputs if isinstance(inputs, dict) else {}
 
 
@@ -68,8 +68,12 @@ def user_inputs(node: NodeTemplate, problems: Problems) -> dict[str, Any]:
     inputs = {k: copy.deepcopy(v) for k, v in create_inputs(node).items() if k != "kind"}
     _keep_maps(node, inputs, ("metadata", "spec"), (), problems)
     metadata = inputs.get("metadata")
+    spec = inputs.get("spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
+    text_values(template.get("metadata") if isinstance(template, dict) else None)
     if isinstance(metadata, dict):
         _keep_maps(node, metadata, ("labels", "annotations"), ("metadata",), problems)
+        text_values(metadata)
         for key in ("name", "namespace"):
             if key in metadata and not isinstance(metadata[key], str):
                 if metadata[key] is not None:
@@ -142,6 +146,22 @@ def drop_none(value: Any) -> Any:
     return value
 
 
+def is_plain_scalar(value: Any) -> bool:
+    """A number or boolean (what YAML or get_input gives where text was meant)."""
+    return isinstance(value, int | float) and not isinstance(value, str)
+
+
+def text_values(metadata: Any, keys: tuple[str, ...] = ("labels", "annotations")) -> None:
+    """Label and annotation values as Kubernetes wants them: `version: 2` becomes "2"."""
+    if not isinstance(metadata, dict):
+        return
+    for key in keys:
+        mapping = metadata.get(key)
+        if isinstance(mapping, dict):
+            metadata[key] = {k: as_text(v) if is_plain_scalar(v) else v
+                             for k, v in mapping.items()}
+
+
 def as_text(value: Any) -> str:
     """A scalar as Kubernetes wants it in string-only fields (YAML true -> "true")."""
     if isinstance(value, bool):
@@ -151,4 +171,4 @@ def as_text(value: Any) -> str:
 
 def already_reported(problems: Problems, path: Path) -> bool:
     """True when an error is already recorded at `path` (e.g. by the type checks)."""
-    return any(p.path == tuple(path) for p in problems.errors)
+    return problems.has_error(path)

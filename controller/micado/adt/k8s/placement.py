@@ -1,7 +1,9 @@
 """`host` requirements as required node affinity, the way MiCADO pins pods to VMs and edges.
 
-Node groups label their nodes `micado.eu/node_type=<node name>`; edge devices are matched by
-hostname. Each key gets its own selector term, so a pod may land on any of its hosts.
+Node groups label their nodes `micado.eu/node_type=<node name>` (MiCADO's label) and
+`micado.eu/app=<app id>`: the term for VM hosts requires both, so a pod never lands on another
+app's group of the same name. Edge devices are matched by hostname. Each kind of host gets its
+own selector term, so a pod may land on any of its hosts.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 
 from ..errors import Problems
 from ..topology import NodeTemplate, Topology
-from .labels import NODE_TYPE
+from .labels import APP, NODE_TYPE
 from .nodes import COMPUTE, EDGE, required_nodes
 
 COMPUTE_KEY = NODE_TYPE
@@ -39,10 +41,17 @@ def hosts_of(topology: Topology, node: NodeTemplate,
     return hosts, values
 
 
-def node_affinity(values: dict[str, list[str]]) -> dict[str, Any] | None:
-    """A required nodeAffinity with one `In` term per key that has hosts, or None."""
-    terms = [{"matchExpressions": [{"key": key, "operator": "In", "values": names}]}
-             for key, names in values.items() if names]
+def node_affinity(values: dict[str, list[str]], app_id: str) -> dict[str, Any] | None:
+    """A required nodeAffinity with one term per key that has hosts (VM hosts: of this app's
+    groups), or None."""
+    terms = []
+    for key, names in values.items():
+        if not names:
+            continue
+        expressions = [{"key": key, "operator": "In", "values": names}]
+        if key == COMPUTE_KEY:
+            expressions.append({"key": APP, "operator": "In", "values": [app_id]})
+        terms.append({"matchExpressions": expressions})
     if not terms:
         return None
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {

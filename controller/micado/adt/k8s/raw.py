@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import Problems
 from ..topology import NodeTemplate
 from .labels import app_labels, with_labels
-from .nodes import create_inputs, inputs_path
+from .nodes import create_inputs, inputs_path, text_values
 
 
 def raw_manifest(node: NodeTemplate, app_id: str, problems: Problems) -> dict[str, Any] | None:
@@ -32,5 +32,6 @@ def raw_manifest(node: NodeTemplate, app_id: str, problems: Problems) -> dict[st
         return None
     if not ok:
         return None
+    text_values(metadata)
     with_labels(metadata, app_labels(node.name, app_id))
     return manifest

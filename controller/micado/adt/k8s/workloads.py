@@ -16,6 +16,7 @@ from ..model import Workload
 from ..topology import NodeTemplate, Topology
 from ..typesystem import deep_merge
 from .containers import BuiltContainer, PodOptions, build_container
+from .fields import Origin, input_origins, is_v07, place_inputs
 from .labels import app_labels, selector_labels
 from .nodes import (
     DOCKER,
@@ -54,6 +55,7 @@ class BuiltWorkload:
     manifest: dict[str, Any]
     services: list[dict[str, Any]]
     workload: Workload
+    origins: list[Origin] = field(default_factory=list)  # manifest parts the inputs wrote
 
 
 def plan_pods(topology: Topology, problems: Problems) -> list[PodPlan]:
@@ -158,17 +160,20 @@ def build_workload(topology: Topology, plan: PodPlan, app_id: str,
     _apply_options(pod_spec, [b.options for b in containers])
     hosts, values = hosts_of(topology, node, problems)
     _warn_sidecar_hosts(plan, problems)
-    pod_spec["affinity"] = node_affinity(values)
+    pod_spec["affinity"] = node_affinity(values, app_id)
     version = containers[0].version if containers else "latest"
     pod_labels = {**_compose_labels(containers), **app_labels(node.name, app_id, version)}
     manifest = _manifest(plan, app_id, namespace, version, pod_labels, pod_spec)
-    manifest = deep_merge(manifest, user_inputs(node, problems))
+    inputs = place_inputs(node, plan.kind, API_VERSIONS[plan.kind], user_inputs(node, problems),
+                          is_v07(topology.micado_release), problems)
+    origins = input_origins(node, manifest, inputs)
+    manifest = deep_merge(manifest, inputs.fields)
     name = _final_name(node, manifest, problems)
     selector = _selector(manifest, plan.kind, selector_labels(node.name, app_id))
     services = build_services(node.name, app_id, namespace, selector, ports, problems)
     workload = Workload(node=node.name, kind=plan.kind, name=name, namespace=namespace,
                         selector=selector, hosts=hosts)
-    return BuiltWorkload(manifest, services, workload)
+    return BuiltWorkload(manifest, services, workload, origins)
 
 
 def _check_container_names(built: list[BuiltContainer], problems: Problems) -> None:
