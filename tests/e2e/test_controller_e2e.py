@@ -121,16 +121,22 @@ def test_scaling_follows_the_load(bed: Bed) -> None:
     first_in = min(e["ts"] for e in bed.daemon.events("action") if not _grew(e))
     assert first_in - last_out >= COOLDOWN - 0.5  # never inside the cooldown window
 
-    status = bed.daemon.cli("status", "web", "--json")
-    assert status.returncode == 0
-    targets = {t["target"]: t for t in json.loads(status.stdout)["targets"]}
-    assert targets["web"]["current"] == bed.replicas()
+    # status shows what the last tick read: the scale-in it just made shows from the next tick
+    wait_for(lambda: _status_current(bed, "web") == bed.replicas(), 30,
+             "status to show the live replica count")
 
     stopped = bed.daemon.cli("stop", "web")
     assert stopped.returncode == 0, stopped.stderr
     assert bed.kube.get("apps", "deployments", "default", "web") is None
     assert not (bed.prometheus.rules_dir / "web.rules.yml").exists()
     assert bed.daemon.stop() == 0
+
+
+def _status_current(bed: Bed, target: str) -> int:
+    status = bed.daemon.cli("status", "web", "--json")
+    assert status.returncode == 0, status.stderr
+    targets = {t["target"]: t for t in json.loads(status.stdout)["targets"]}
+    return targets[target]["current"]
 
 
 def _grew(event: dict) -> bool:
