@@ -60,7 +60,8 @@ def _as_run(command: str, out: Path) -> list[str]:
 
 
 README_COMMANDS = _commands(README.read_text())
-EXAMPLE_COMMANDS = _commands((REPO / "examples" / "rules" / "README.md").read_text())
+EXAMPLE_COMMANDS = [c for doc in ("rules", "scenarios")
+                    for c in _commands((REPO / "examples" / doc / "README.md").read_text())]
 
 
 @pytest.mark.parametrize("command", README_COMMANDS + EXAMPLE_COMMANDS)
