@@ -204,3 +204,12 @@ def test_counts_match_the_tree() -> None:
     finally:
         sys.path.pop(0)
     assert f"{len(ATTEMPTS)} escape and abuse attempts" in text
+
+
+def test_the_number_of_tests_is_about_right() -> None:
+    said = int(re.search(r"`make test` runs about (\d+) tests", README.read_text())[1])
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                                "-p", "no:cacheprovider"], cwd=REPO, capture_output=True,
+                               text=True, check=False).stdout.strip().splitlines()[-1]
+    count = int(re.match(r"(\d+) tests? collected", collected)[1])
+    assert abs(count - said) <= 0.15 * count, f"README says about {said}, pytest collects {count}"
