@@ -57,12 +57,13 @@ test-site: debian-packages venv
 
 # checks only: no tool may write to the tree (no --fix); the last step proves it
 lint: venv
-	@git status --porcelain --untracked-files=all > $(VENV)/.lint-tree-before
+	@{ git status --porcelain --untracked-files=all 2>/dev/null || true; } > $(VENV)/.lint-tree-before
 	$(VENV)/bin/ruff check --no-fix controller tests benchmarks
 	$(VENV)/bin/yamllint -s .
 	$(VENV)/bin/ansible-lint --profile production collections/ansible_collections/micado/core playbooks inventories
 	scripts/ansible-test-sanity
-	@git status --porcelain --untracked-files=all | diff -u $(VENV)/.lint-tree-before - || \
+	@{ git status --porcelain --untracked-files=all 2>/dev/null || true; } | \
+		diff -u $(VENV)/.lint-tree-before - || \
 		{ echo "error: make lint changed the files above; a linter must not write" >&2; exit 1; }
 
 demo: runtime
