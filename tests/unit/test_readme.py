@@ -128,8 +128,9 @@ def test_deployment_steps_work_as_written(tmp_path: Path) -> None:
                                    "HOME": str(tmp_path), "LANG": "C.UTF-8"})
         while child.expect([r"(?i)password: ?", pexpect.EOF]) == 0:
             child.sendline(password)
+        status = child.wait()  # reaped, not closed: closing a child still exiting signals it
         child.close()
-        assert child.exitstatus == 0, f"{step}:\n{child.before}"
+        assert status == 0, f"{step}:\n{child.before}"
     vault = tree / MADE_BY_THE_STEPS / "group_vars" / "all" / "vault.yml"
     assert not (tree / MADE_BY_THE_STEPS / ".vault-password.example").exists()
     (tmp_path / "pass").write_text(password + "\n")
