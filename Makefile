@@ -3,13 +3,16 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 EXAMPLES := $(wildcard examples/micado/*.yaml)
 DEMO_OUT ?= build/demo
 
-.PHONY: help venv debian-packages test test-molecule test-site lint demo bench bench-controller clean
+.PHONY: help venv runtime debian-packages test test-molecule test-site lint demo bench bench-controller clean
 
 help:
 	@echo "make demo   validate and render MiCADO's example ADTs"
+	@echo "make runtime  .venv with the micado command only (what make demo uses)"
+	@echo "make venv   .venv with micado and the test and lint tools (what make test uses)"
 	@echo "make test   set up what is needed and run the whole test suite"
 	@echo "make test-molecule  the collection's molecule scenarios only (podman; part of make test)"
 	@echo "make test-site      site.yml on the four-host test bed only (part of make test)"
@@ -19,15 +22,26 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+runtime: $(RUNTIME_STAMP)
+
+# the interpreter and a current pip; both installs below start from it
+$(PY):
 	@command -v python3 >/dev/null || { echo "error: python3 (>= 3.11) is needed" >&2; exit 1; }
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "error: python3 must be 3.11 or newer" >&2; exit 1; }
-	@test -x $(PY) || python3 -m venv $(VENV) || { echo "error: cannot create $(VENV);" \
+	@python3 -m venv $(VENV) || { echo "error: cannot create $(VENV);" \
 		"on Debian install python3-venv" >&2; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+
+# what `micado` needs to run (make demo): the package and its dependencies, no test tools
+$(RUNTIME_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
 	@touch $@
+
+# the test and lint tools on top (make test, make lint, make bench); includes the runtime
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@ $(RUNTIME_STAMP)
 
 debian-packages:
 	@scripts/ensure-debian-packages tests/debian-packages.txt
@@ -41,13 +55,18 @@ test-molecule: debian-packages venv
 test-site: debian-packages venv
 	$(PY) -m pytest tests/integration/test_site.py
 
+# checks only: no tool may write to the tree (no --fix); the last step proves it
 lint: venv
-	$(VENV)/bin/ruff check controller tests benchmarks
+	@{ git status --porcelain --untracked-files=all 2>/dev/null || true; } > $(VENV)/.lint-tree-before
+	$(VENV)/bin/ruff check --no-fix controller tests benchmarks
 	$(VENV)/bin/yamllint -s .
 	$(VENV)/bin/ansible-lint --profile production collections/ansible_collections/micado/core playbooks inventories
 	scripts/ansible-test-sanity
+	@{ git status --porcelain --untracked-files=all 2>/dev/null || true; } | \
+		diff -u $(VENV)/.lint-tree-before - || \
+		{ echo "error: make lint changed the files above; a linter must not write" >&2; exit 1; }
 
-demo: venv
+demo: runtime
 	@set -e; for adt in $(EXAMPLES); do \
 		echo "== micado validate $$adt"; $(VENV)/bin/micado validate "$$adt"; \
 		out=$(DEMO_OUT)/$$(basename $$adt .yaml); \

@@ -14,6 +14,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "micado"
+# CPU time for rules that must be stopped by the sandbox's CPU timer (error kind "cpu") rather
+# than by its wall clock (cut at 3 x the budget + 0.5 s): a small budget leaves a wide margin, so
+# a worker that gets a sliver of a core on a loaded machine still uses its CPU time up first.
+CPU_BUDGET = 0.02
 
 
 def in_ci() -> bool:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CPU_BUDGET
+
 RULE = """\
 if node_overloaded and m_time_since_node_count_changed > 60:
     m_node_count += 1
@@ -49,11 +51,12 @@ def test_named_outputs(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("rule", "fragment"), [
     ("import os\n", "error: forbidden: import is not allowed in scaling rules (line 1)"),
     ("x = 1\nx = missing + 1\n", "error: runtime: NameError: name 'missing' is not defined"),
-    ("while True:\n    pass\n", "error: cpu: the rule used more than 0.3 s of CPU time"),
+    ("while True:\n    pass\n",
+     f"error: cpu: the rule used more than {CPU_BUDGET:g} s of CPU time"),
     ("print 'python 2'\n", "error: syntax:"),
 ])
 def test_rule_errors_exit_3(tmp_path: Path, rule: str, fragment: str) -> None:
-    result = _run(tmp_path, rule, {}, "--timeout", "0.3")
+    result = _run(tmp_path, rule, {}, "--timeout", str(CPU_BUDGET))
     assert result.returncode == 3
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""

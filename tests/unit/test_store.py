@@ -409,7 +409,7 @@ def test_kill_9_durability(tmp_path: Path) -> None:
         env=env,
     )
     committed: list[tuple[int, int, int]] = []
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # 40 commits, however loaded the machine
     try:
         assert proc.stdout is not None
         while len(committed) < 40 and time.monotonic() < deadline:
