@@ -15,7 +15,7 @@ help:
 	@echo "make venv   .venv with micado and the test and lint tools (what make test uses)"
 	@echo "make test   set up what is needed and run the whole test suite"
 	@echo "make test-molecule  the collection's molecule scenarios only (podman; part of make test)"
-	@echo "make test-site      site.yml on the four-host test bed only (part of make test)"
+	@echo "make test-site      site.yml on the four-host test bed, one master and HA (part of make test)"
 	@echo "make lint   ruff, yamllint, ansible-lint (production profile), ansible-test sanity"
 	@echo "make bench  run the benchmarks (not part of make test)"
 	@echo "make bench-controller  the controller's load and alert-latency benchmarks (~5 min)"
@@ -53,7 +53,7 @@ test-molecule: debian-packages venv
 	$(PY) -m pytest tests/role_scenarios
 
 test-site: debian-packages venv
-	$(PY) -m pytest tests/integration/test_site.py
+	$(PY) -m pytest tests/integration/test_site.py tests/integration/test_site_ha.py
 
 # checks only: no tool may write to the tree (no --fix); the last step proves it
 lint: venv

@@ -88,8 +88,6 @@ def playbook(inventory: Path, name: str, *args: str) -> Run:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
            "ANSIBLE_NOCOLOR": "1",
-           # this bed's facts only (its hosts are new each session), kept for the reruns
-           "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(inventory.parent / "facts"),
            "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks,ansible.posix.timer"}
     started = time.monotonic()
     done = subprocess.run(["ansible-playbook", "-i", str(inventory),
