@@ -56,10 +56,13 @@ def installed(tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The collections path the tarball is installed into, as a user would."""
     collections = tmp_path_factory.mktemp("user") / "collections"
     galaxy = Path(sys.executable).parent / "ansible-galaxy"
-    done = subprocess.run([str(galaxy), "collection", "install", "--no-deps", "-p",
+    # --force: a micado.core of the same version elsewhere (~/.ansible/collections, where
+    # molecule puts it) would otherwise count as installed and leave this path empty
+    done = subprocess.run([str(galaxy), "collection", "install", "--no-deps", "--force", "-p",
                            str(collections), str(tarball)], cwd=collections.parent,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert (collections / "ansible_collections" / "micado" / "core" / "MANIFEST.json").is_file()
     return collections
 
 
