@@ -103,18 +103,23 @@ def deployed(testbed: TestBed, installed: Path,  # noqa: F811
     """micado.core.site from the installed tarball; then the controller again, and checked."""
     root = tmp_path_factory.mktemp("collection-site")
     inventory = make_inventory(testbed, root, wheelhouse=None)  # no controller_* settings
+    # a fresh bed host has no apt lists yet (a real one has), and check mode does not update them
+    testbed.ssh("master", "apt-get update -qq")
+    fresh_check = playbook(inventory, "site.yml", "--tags", "controller", "--check",
+                           collections=installed)
     first = playbook(inventory, "site.yml", collections=installed)
     (root / "first.log").write_text(first.output)
-    timings = [line for line in first.output.splitlines()
-               if any(task in line for task in CONTROLLER_TASKS) and "---" in line]
-    print(f"\nmicado.core.site from the tarball: {first.seconds:.1f} s; controller install:\n"
-          + "\n".join(timings))
+    for name, run in (("check mode on fresh hosts", fresh_check), ("first run", first)):
+        timings = [line for line in run.output.splitlines()
+                   if any(task in line for task in CONTROLLER_TASKS) and "---" in line]
+        print(f"\nmicado.core.site from the tarball, {name}: {run.seconds:.1f} s; "
+              "controller install:\n" + "\n".join(timings))
     assert first.returncode == 0, first.output[-6000:]
     again = playbook(inventory, "site.yml", "--tags", "controller", collections=installed)
     check = playbook(inventory, "site.yml", "--tags", "controller", "--check", "--diff",
                      collections=installed)
-    yield {"first": first, "again": again, "check": check, "inventory": inventory,
-           "bed": testbed}
+    yield {"fresh_check": fresh_check, "first": first, "again": again, "check": check,
+           "inventory": inventory, "bed": testbed}
 
 
 def test_the_default_install_runs_the_tarballs_controller(deployed: dict[str, Any],
@@ -137,6 +142,15 @@ def test_the_default_install_runs_the_tarballs_controller(deployed: dict[str, An
     apps = requests.get(f"https://{ip}/v1/apps", verify=str(ca_file), timeout=10,
                         headers={"Authorization": f"Bearer {token}"})
     assert apps.status_code == 200 and apps.json() == {"apps": []}
+
+
+def test_check_mode_on_fresh_hosts_runs_the_default_install(deployed: dict[str, Any]) -> None:
+    """Before anything is installed: the control node builds (only its cache changes), the
+    host reports what it would do, nothing fails."""
+    result: Run = deployed["fresh_check"]
+    assert result.returncode == 0, result.output[-6000:]
+    assert result.recap()["master"]["failed"] == 0
+    assert "Build or reuse the wheelhouse on the control node" in result.output
 
 
 @pytest.mark.parametrize("run", ["again", "check"])
