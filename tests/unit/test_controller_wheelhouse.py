@@ -158,6 +158,17 @@ def test_a_wheel_shipped_in_the_collection_comes_before_the_repository(
     assert tar_names(Path(str(result["tar"]))) == [wheel.name]
 
 
+def test_a_failed_download_says_what_to_give_the_control_node_and_caches_nothing(
+        wheel: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    done = run("--target", DEBIAN_12, "--source", str(wheel), "--cache", str(cache),
+               "--pip-arg=--no-such-option")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "pip download failed on the control node" in done.stderr
+    assert "controller_build_pip_args" in done.stderr
+    assert [p.name for p in cache.iterdir()] == [".lock"]  # no half-built entry
+
+
 def test_a_version_other_than_controller_version_is_refused_before_building(
         tree: Path, tmp_path: Path) -> None:
     done = run("--target", DEBIAN_12, "--source", str(tree), "--cache", str(tmp_path / "cache"),

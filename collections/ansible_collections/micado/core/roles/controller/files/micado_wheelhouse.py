@@ -248,8 +248,15 @@ def assemble(python: str, source: Source, target: Target, pip_args: list[str],
     ours = micado_wheels(wheels)
     if len(ours) != 1:
         raise WheelhouseError(f"building {source.path} gave no single {PACKAGE} wheel")
-    pip(python, ["download", "--quiet", "--disable-pip-version-check", "-d", str(wheels),
-                 *target.pip_options(), *pip_args, str(ours[0])])
+    try:
+        pip(python, ["download", "--quiet", "--disable-pip-version-check", "-d", str(wheels),
+                     *target.pip_options(), *pip_args, str(ours[0])])
+    except WheelhouseError as err:
+        raise WheelhouseError(
+            f"{err}\nThe control node downloads micado's dependencies from its package index: "
+            "give it one (controller_build_pip_args: [--index-url=<mirror>]) or prepare "
+            "controller_wheelhouse with scripts/build-wheelhouse on a machine that has one") \
+            from err
     return wheels
 
 
