@@ -7,7 +7,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-stamp
 EXAMPLES := $(wildcard examples/micado/*.yaml)
 DEMO_OUT ?= build/demo
 
-.PHONY: help venv runtime debian-packages test test-molecule test-site lint demo bench bench-controller clean
+.PHONY: help venv runtime debian-packages test test-molecule test-site lint demo bench bench-controller collection clean
 
 help:
 	@echo "make demo   validate and render MiCADO's example ADTs"
@@ -18,6 +18,7 @@ help:
 	@echo "make test-site      site.yml on the four-host test bed, one master and HA (part of make test)"
 	@echo "make lint   ruff, yamllint, ansible-lint (production profile), ansible-test sanity"
 	@echo "make bench  run the benchmarks (not part of make test)"
+	@echo "make collection  build/micado-core-<version>.tar.gz, the micado wheel inside"
 	@echo "make bench-controller  the controller's load and alert-latency benchmarks (~5 min)"
 
 venv: $(STAMP)
@@ -87,6 +88,9 @@ bench: venv
 bench-controller: debian-packages venv
 	$(PY) benchmarks/bench_controller_load.py
 	$(PY) benchmarks/bench_alert_latency.py
+
+collection: venv
+	scripts/build-collection build
 
 clean:
 	rm -rf build .pytest_cache .benchmarks

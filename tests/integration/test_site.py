@@ -62,8 +62,9 @@ class Run:
         return tasks
 
 
-def make_inventory(bed: TestBed, root: Path, wheelhouse: Path) -> Path:
-    """The bed's hosts with the example inventory's group_vars and the test's overrides."""
+def make_inventory(bed: TestBed, root: Path, wheelhouse: Path | None) -> Path:
+    """The bed's hosts with the example inventory's group_vars and the test's overrides
+    (no wheelhouse: the controller role's default install)."""
     inventory = root / "inventory"
     shutil.rmtree(inventory, ignore_errors=True)
     group_vars = inventory / "group_vars" / "all"
@@ -76,23 +77,30 @@ def make_inventory(bed: TestBed, root: Path, wheelhouse: Path) -> Path:
         "k3s_server_start": False,
         "k3s_agent_start": False,
         "vault_gateway_admin_password": GATEWAY_PASSWORD,
-        "controller_wheelhouse": str(wheelhouse),
         "micado_artefact_dir": str(root / "artefacts"),
     }
+    if wheelhouse is not None:
+        overrides["controller_wheelhouse"] = str(wheelhouse)
     (group_vars / "zz_testbed.yml").write_text(yaml.safe_dump(overrides, sort_keys=True))
     (root / "artefacts").mkdir(exist_ok=True)
     return inventory
 
 
-def playbook(inventory: Path, name: str, *args: str) -> Run:
+def playbook(inventory: Path, name: str, *args: str, collections: Path | None = None) -> Run:
+    """playbooks/NAME from the repository, or with `collections` (an installed tarball)
+    micado.core.NAME from there, away from the repository and its ansible.cfg."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
            "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks,ansible.posix.timer"}
+    target, cwd = str(REPO / "playbooks" / name), REPO
+    if collections is not None:
+        del env["ANSIBLE_CONFIG"]
+        env["ANSIBLE_COLLECTIONS_PATH"] = str(collections)
+        target, cwd = f"micado.core.{name.removesuffix('.yml')}", collections.parent
     started = time.monotonic()
-    done = subprocess.run(["ansible-playbook", "-i", str(inventory),
-                           str(REPO / "playbooks" / name), *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
+    done = subprocess.run(["ansible-playbook", "-i", str(inventory), target, *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=1800,
                           check=False)
     return Run(done.returncode, done.stdout + done.stderr, time.monotonic() - started)
 
