@@ -125,14 +125,17 @@ def deployed(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory,  # noqa
            "bed": testbed}
 
 
-@pytest.fixture(scope="module")
-def hosts(deployed: dict[str, Any]) -> dict[str, testinfra.host.Host]:
+def testinfra_hosts(bed: TestBed) -> dict[str, testinfra.host.Host]:
     """testinfra hosts over SSH with the bed's key, as Ansible reaches them."""
-    bed: TestBed = deployed["bed"]
     options = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
     return {name: testinfra.get_host(f"ssh://root@{ip}", ssh_identity_file=str(bed.private_key),
                                       ssh_extra_args=options)
             for name, ip in bed.hosts.items()}
+
+
+@pytest.fixture(scope="module")
+def hosts(deployed: dict[str, Any]) -> dict[str, testinfra.host.Host]:
+    return testinfra_hosts(deployed["bed"])
 
 
 def master_ip(bed: TestBed) -> str:

@@ -20,7 +20,7 @@ import pytest
 import testinfra
 import testinfra.host
 import yaml
-from test_site import Run, make_inventory, playbook
+from test_site import Run, make_inventory, playbook, testinfra_hosts
 
 from conftest import prerequisite
 from testbed.bed import TestBed
@@ -83,11 +83,7 @@ def deployed(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory,  # noqa
 
 @pytest.fixture(scope="module")
 def hosts(deployed: dict[str, Any]) -> dict[str, testinfra.host.Host]:
-    bed: TestBed = deployed["bed"]
-    options = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
-    return {name: testinfra.get_host(f"ssh://root@{ip}", ssh_identity_file=str(bed.private_key),
-                                      ssh_extra_args=options)
-            for name, ip in bed.hosts.items()}
+    return testinfra_hosts(deployed["bed"])
 
 
 def test_exactly_one_controller_on_the_first_server(
