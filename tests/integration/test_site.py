@@ -125,7 +125,7 @@ def deployed(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory,  # noqa
            "bed": testbed}
 
 
-def testinfra_hosts(bed: TestBed) -> dict[str, testinfra.host.Host]:
+def ssh_hosts_of(bed: TestBed) -> dict[str, testinfra.host.Host]:
     """testinfra hosts over SSH with the bed's key, as Ansible reaches them."""
     options = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
     return {name: testinfra.get_host(f"ssh://root@{ip}", ssh_identity_file=str(bed.private_key),
@@ -135,7 +135,7 @@ def testinfra_hosts(bed: TestBed) -> dict[str, testinfra.host.Host]:
 
 @pytest.fixture(scope="module")
 def hosts(deployed: dict[str, Any]) -> dict[str, testinfra.host.Host]:
-    return testinfra_hosts(deployed["bed"])
+    return ssh_hosts_of(deployed["bed"])
 
 
 def master_ip(bed: TestBed) -> str:

@@ -20,7 +20,7 @@ import pytest
 import testinfra
 import testinfra.host
 import yaml
-from test_site import Run, make_inventory, playbook, testinfra_hosts
+from test_site import Run, make_inventory, playbook, ssh_hosts_of
 
 from conftest import prerequisite
 from testbed.bed import TestBed
@@ -83,7 +83,7 @@ def deployed(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory,  # noqa
 
 @pytest.fixture(scope="module")
 def hosts(deployed: dict[str, Any]) -> dict[str, testinfra.host.Host]:
-    return testinfra_hosts(deployed["bed"])
+    return ssh_hosts_of(deployed["bed"])
 
 
 def test_exactly_one_controller_on_the_first_server(
