@@ -52,7 +52,7 @@ from .cluster import (
 )
 from .metrics import PrometheusSource
 from .nodes import NodeActuator
-from .policy.engine import Decision, TargetState, TickInputs, decide
+from .policy.engine import Decision, TargetState, TickInputs, decide, scaled_groups
 from .policy.limits import LimitState
 from .policy.sandbox import evaluate as sandbox_evaluate
 from .store import App, AppObject, ObjectKey, Operation, Store
@@ -509,7 +509,8 @@ class ControlLoop:
         state = rt.states.get(policy.name, TargetState())
         started = time.perf_counter()
         decision, new_userdata = decide(policy, rt.plan.shared, inputs, state, userdata,
-                                        evaluate=self._evaluate, timeout=self.rule_timeout)
+                                        evaluate=self._evaluate, timeout=self.rule_timeout,
+                                        scaled_groups=scaled_groups(rt.plan))
         self.telemetry.evaluation_seconds.observe(time.perf_counter() - started)
         outcome = "error" if decision.error else "ok"
         self.telemetry.evaluations.labels(rt.app_id, outcome).inc()

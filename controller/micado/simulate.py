@@ -60,7 +60,7 @@ from typing import Any
 import yaml
 
 from .adt.model import Plan, ScalingPolicy
-from .policy.engine import Decision, TargetState, TickInputs, decide
+from .policy.engine import Decision, TargetState, TickInputs, decide, scaled_groups
 
 VARIABLES = (
     "now", "load", "nodes", "ready_nodes", "containers", "ready_containers",
@@ -619,7 +619,8 @@ def simulate(plan: Plan, scenario: Scenario, *, timeout: float = 1.0,
                                     firing_alerts=set(firing), nodes=ready,
                                     live_counts=dict(live))
                 decision, userdata = decide(policy, plan.shared, inputs, states[policy.name],
-                                            userdata, timeout=timeout, **extra)
+                                            userdata, timeout=timeout, **extra,
+                                            scaled_groups=scaled_groups(plan))
                 states[policy.name] = decision.state
                 made.append((policy, decision))
                 if policy.target_kind == "node_group":

@@ -348,7 +348,7 @@ def test_an_output_that_is_not_a_count_holds(stressng: Plan):
     decision, _ = decide(app, stressng.shared, tick(0, 1, live={"stressng": 2}),
                          TargetState(), None)
     assert decision.desired == 2
-    assert decision.error == "output: m_container_count must be a whole number, got 'three'"
+    assert decision.error == "output: m_container_count must be a number, got 'three' (str)"
     vm = replace(policy_of(stressng, "node_group"), scaling_rule="m_node_count = 2.0")
     decision, _ = decide(vm, stressng.shared, tick(0, 1, live={GROUP: 1}), TargetState(), None)
     assert decision.desired == 2 and decision.error is None
