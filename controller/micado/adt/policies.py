@@ -301,8 +301,10 @@ def _per_target(topology: Topology, own: _Own, shared: SharedNamespace,
                 group.min_instances, group.max_instances = t_low, t_high
         elif workload is not None:
             kind = "workload"
-            # MiCADO: a container rule sees the VMs of its hosts, or of every VM set if unplaced
-            hosts = [h for h in workload.hosts if h in by_group] or list(by_group)
+            # MiCADO: a container rule sees the VMs of its hosts, or of every VM set if unplaced;
+            # one placed on edge devices only sees none
+            hosts = ([h for h in workload.hosts if h in by_group] if workload.hosts
+                     else list(by_group))
             if workload.kind not in SCALABLE_KINDS:
                 problems.warn(tpath, f"{target!r} is a {workload.kind}; only "
                                      f"{' and '.join(SCALABLE_KINDS)} can be scaled, so this "

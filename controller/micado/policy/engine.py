@@ -285,7 +285,8 @@ def _workload_variables(policy: ScalingPolicy, inputs: TickInputs, state: Target
 def host_groups(policy: ScalingPolicy, inputs: TickInputs,
                 scaled_groups: Sequence[str] | None) -> tuple[list[str], str | None, bool]:
     """What a workload rule sees (D-container-nodes): the groups whose Ready nodes are its
-    `m_nodes` (its hosts, else every node group of the app; those with a scaling policy
+    `m_nodes` (its hosts as the compiler resolved them: every node group of the app for an
+    unplaced container, none for one placed on edge devices only; those with a scaling policy
     first, in MiCADO's order, then the static ones), the group whose count is its
     `m_node_count`, and whether that group is scaled (count: its size target) or static
     (count: its Ready nodes).
@@ -295,7 +296,7 @@ def host_groups(policy: ScalingPolicy, inputs: TickInputs,
     one hosting the container; a static host group gave `m_nodes=[]`, `m_node_count=0`. Here
     the count is the same whenever a host group is scaled.
     """
-    hosts = list(policy.hosts) or list(inputs.nodes)
+    hosts = list(policy.hosts)
     if scaled_groups is None:
         return hosts, (hosts[-1] if hosts else None), True
     scaled = [g for g in scaled_groups if g in hosts]

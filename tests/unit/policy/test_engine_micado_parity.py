@@ -195,6 +195,18 @@ def test_a_container_on_two_groups_counts_the_last_in_policy_order_as_micado() -
         "5 ['g1-1', 'g2-1', 'g2-2']"
 
 
+def test_a_container_placed_on_edge_devices_only_sees_no_node_group() -> None:
+    """Placed only on an edge device: none of the app's node groups hosts it, so its rule sees
+    m_nodes=[] and m_node_count=0, as in MiCADO (not every group, as for an unplaced one)."""
+    document = yaml.safe_load(adt(["vms"], [("vms", rule()), ("web", rule())],
+                                  hosts={"web": ["edge1"]}))
+    document["topology_template"]["node_templates"]["edge1"] = {
+        "type": "tosca.nodes.MiCADO.Edge", "properties": {"public_ip": "192.0.2.10"}}
+    plan = plan_of(yaml.safe_dump(document, sort_keys=False))
+    assert policy_for(plan, "web").hosts == []
+    assert container_sees(plan, {"vms": 2}, {"vms": 2}) == "0 []"
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[ControllerEnv]:
     environment = ControllerEnv(tmp_path, clock=Clock())
