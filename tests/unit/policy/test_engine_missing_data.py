@@ -92,6 +92,7 @@ def test_jqueuer_follows_completed_jobs_and_stops_at_the_end(plan, jqueuer):
 
 
 def test_a_query_prometheus_could_not_answer_holds_and_names_it(plan, jqueuer):
+    """D-unanswered-holds: MiCADO gave the rule None; here the target holds, saying why."""
     failed = {"TOTALJOBS": "timeout after 5 s"}
     values = before_first_job()
     del values["TOTALJOBS"]
