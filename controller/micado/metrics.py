@@ -68,7 +68,7 @@ class RuleFileError(ValueError):
 class QueryFailed(Exception):
     """Prometheus could not answer a query (not: answered with no series). `str()` is why,
     short enough for a decision's reason: "timeout after 5 s", "unreachable (connection
-    refused)", "bad_data: 1:5: parse error: unclosed left parenthesis"."""
+    refused)", "bad_data: invalid parameter \"query\": 1:5: parse error: ..."."""
 
 
 @dataclass
