@@ -10,8 +10,10 @@ e531d3e, its latest Kubernetes-era version), with these deliberate differences (
 - alerts are the *current* state (True while firing), not events a rule consumes, so two rules
   reading one alert in the same tick both see it;
 - `m_container_count` starts from the live replica count, so a manual `kubectl scale` is seen;
-- a query the rule reads with no data holds the target (unless the policy's
-  `options.on_missing_data` is "evaluate", which gives the rule `None` as MiCADO did);
+- a query the rule reads that Prometheus could not answer (error, timeout, unreachable) holds
+  the target (unless `options.on_missing_data` is "evaluate"); one answered with no series
+  gives the rule `None` as in MiCADO (unless it is "hold_on_no_series"), and NaN gives `None`
+  too (MiCADO passed NaN, whose comparisons are all False);
 - `m_nodes_todrop` only counts nodes that exist;
 - D-rule-error-atomic: a rule that fails changes nothing: its target holds and `m_userdata`
   stays as it was (MiCADO's asteval stopped at the failing line and MiCADO applied what the
@@ -38,6 +40,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..adt.model import Plan, ScalingPolicy, SharedNamespace
+from ..adt.policy_options import MISSING_DATA_MODES
 from .limits import LimitState, apply_limits
 from .sandbox import RuleResult
 from .sandbox import evaluate as sandbox_evaluate
@@ -45,6 +48,7 @@ from .sandbox import evaluate as sandbox_evaluate
 NODE_OUTPUTS = ("m_node_count", "m_nodes_todrop", "m_userdata")
 WORKLOAD_OUTPUTS = ("m_container_count", "m_userdata")
 ON_MISSING_DATA = "on_missing_data"
+HOLD, EVALUATE, HOLD_ON_NO_SERIES = MISSING_DATA_MODES
 
 Evaluate = Callable[..., RuleResult]
 
@@ -62,10 +66,13 @@ class TargetState:
 @dataclass
 class TickInputs:
     now: float
-    query_results: dict[str, Any]  # name -> float | list[str] | None (None: failed or empty)
+    query_results: dict[str, Any]  # name -> float | list[str] | None (None: no series, NaN)
     firing_alerts: set[str]  # currently firing alert names (state, not events)
     nodes: dict[str, list[dict[str, Any]]]  # group -> [{"ID", "Addr"}] Ready, untainted
     live_counts: dict[str, int]  # target -> live replicas (workloads) or group size target
+    # name -> why Prometheus could not answer (error, timeout, unreachable); a query in neither
+    # this nor query_results was not answered either
+    failed_queries: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -128,17 +135,9 @@ def decide(
         ), new_userdata
 
     namespace, queries = rule_namespace(policy, shared, inputs)
-    read = names_read(policy.scaling_rule)
-    # a rule that does not parse reads nothing here: the sandbox reports its syntax error
-    missing = [q for q in queries if inputs.query_results.get(q) is None
-               and read is not None and q in read]
-    missing_note = ""
-    if missing:
-        what = (f"query {missing[0]} returned" if len(missing) == 1
-                else f"queries {', '.join(missing)} returned")
-        if policy.options.get(ON_MISSING_DATA) != "evaluate":
-            return finish(current, f"hold at {current}: {what} no data")
-        missing_note = f" ({what} no data; evaluated anyway, the rule saw None)"
+    held, missing_note = _missing_data(policy, queries, inputs)
+    if held is not None:
+        return finish(current, f"hold at {current}: {held}")
 
     result = evaluate(policy.scaling_rule, {**namespace, **variables, "m_userdata": userdata},
                       list(outputs), timeout=timeout)
@@ -149,7 +148,7 @@ def decide(
         err = result.error
         where = f" on line {err.line}" if err.line else ""
         return finish(current, f"hold at {current}: the rule failed with a {err.kind} error"
-                               f"{where}: {err.message}", result.log, str(err))
+                               f"{where}: {err.message}{missing_note}", result.log, str(err))
     out = result.outputs
     new_userdata = out.get("m_userdata")
     low, high = policy.min_instances, policy.max_instances
@@ -218,6 +217,33 @@ def rule_namespace(policy: ScalingPolicy, shared: SharedNamespace,
         elif name in shared.constants:
             constants[name] = shared.constants[name]
     return {**constants, **queries, **alerts}, list(queries)
+
+
+def _missing_data(policy: ScalingPolicy, queries: list[str], inputs: TickInputs,
+                  ) -> tuple[str | None, str]:
+    """Why the target holds for lack of data (or None), and the note for the reason when the
+    rule runs. Only the queries the rule reads count; a rule that does not parse reads nothing
+    here (the sandbox reports its syntax error)."""
+    read = names_read(policy.scaling_rule)
+    read_queries = [q for q in queries if read is not None and q in read]
+    failed = {q: inputs.failed_queries.get(q, "no answer was given") for q in read_queries
+              if q in inputs.failed_queries or q not in inputs.query_results}
+    empty = [q for q in read_queries if q not in failed and inputs.query_results[q] is None]
+    mode = policy.options.get(ON_MISSING_DATA, HOLD)
+    notes: list[str] = []
+    if failed:
+        why = "; ".join(f"Prometheus could not answer query {q}: {reason}"
+                        for q, reason in failed.items())
+        if mode != EVALUATE:
+            return why, ""
+        notes.append(f"{why}; evaluated anyway with None")
+    if empty:
+        what = (f"query {empty[0]} returned" if len(empty) == 1
+                else f"queries {', '.join(empty)} returned")
+        if mode == HOLD_ON_NO_SERIES:
+            return f"{what} no series", ""
+        notes.append(f"{what} no series: the rule saw None")
+    return None, f" ({'; '.join(notes)})" if notes else ""
 
 
 @lru_cache(maxsize=256)
