@@ -58,7 +58,7 @@ class RuleArray(list[Any]):
         if len(self) > 1:
             raise ValueError("the truth value of a list of more than one number is ambiguous "
                              "(numpy): use any(...), all(...) or len(...)")
-        return bool(self and self[0])
+        return len(self) == 1 and bool(self[0])
 
 
 # --- checking the arguments -------------------------------------------------------------------
