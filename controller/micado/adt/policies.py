@@ -268,7 +268,7 @@ def _per_target(topology: Topology, own: _Own, shared: SharedNamespace,
         message = unavailable_message(name)
         if ok and message:
             unknown.remove(name)
-            problems.warn((*ppath, "scaling_rule"), f"reads {message}")
+            problems.warn((*ppath, "scaling_rule"), message)
     if ok and borrowed:
         problems.warn(policy.path, f"the scaling rule reads {', '.join(borrowed)} defined only by "
                                    "another policy of this app (MiCADO's merged namespace); "
