@@ -100,8 +100,8 @@ def _values(fn: str, a: Any, what: str = "the values") -> tuple[list[Number], bo
 def _nonempty(fn: str, a: Any) -> list[Number]:
     values, _ = _values(fn, a)
     if not values:
-        raise ValueError(f"{fn}() of an empty list: numpy gives nan or an error, rules get this "
-                         f"error; guard with `if values:`")
+        raise ValueError(f"{fn}() of an empty list is an error in rules (numpy gives nan with "
+                         "a warning, or fails): guard with `if values:`")
     return values
 
 
@@ -125,8 +125,12 @@ def _fsum(values: Sequence[float]) -> float:
         return sum(values, 0.0)
 
 
-def _float_sum(values: Sequence[Number]) -> float:
-    return _fsum([float(v) for v in values])
+def _float_sum(fn: str, values: Sequence[Number]) -> float:
+    try:
+        return _fsum([float(v) for v in values])
+    except OverflowError:
+        raise ValueError(f"{fn}(): an integer among the values is too large for a float"
+                         ) from None
 
 
 # --- reductions -------------------------------------------------------------------------------
@@ -134,19 +138,18 @@ def _float_sum(values: Sequence[Number]) -> float:
 def mean(a: Any) -> float:
     """Arithmetic mean (numpy.mean)."""
     values = _nonempty("mean", a)
-    return _float_sum(values) / len(values)
+    return _float_sum("mean", values) / len(values)
 
 
 def average(a: Any, weights: Any = None) -> float:
     """Weighted mean (numpy.average); without weights, the mean."""
-    if weights is None:
-        values = _nonempty("average", a)
-        return _float_sum(values) / len(values)
     values = _nonempty("average", a)
+    if weights is None:
+        return _float_sum("average", values) / len(values)
     wvalues, _ = _values("average", weights, "the weights")
     if len(wvalues) != len(values):
         raise ValueError(f"average(): {len(values)} values but {len(wvalues)} weights")
-    total = _float_sum(wvalues)
+    total = _float_sum("average", wvalues)
     if total == 0:
         raise ZeroDivisionError("average(): the weights sum to zero")
     return _fsum([float(v) * float(w) for v, w in zip(values, wvalues, strict=True)]) / total
@@ -174,14 +177,14 @@ def var(a: Any, ddof: int = 0) -> float:
     ddof = _count("var", "ddof", ddof)
     if len(values) - ddof <= 0:
         raise ValueError(f"var(): ddof={ddof} needs more than {ddof} values, got {len(values)}")
-    centre = _float_sum(values) / len(values)
+    centre = _float_sum("var", values) / len(values)
     return _fsum([(float(v) - centre) ** 2 for v in values]) / (len(values) - ddof)
 
 
 def std(a: Any, ddof: int = 0) -> float:
     """Standard deviation, the square root of var (numpy.std, ddof=0 by default)."""
-    ddof = _count("std", "ddof", ddof)
     values = _nonempty("std", a)
+    ddof = _count("std", "ddof", ddof)
     if len(values) - ddof <= 0:
         raise ValueError(f"std(): ddof={ddof} needs more than {ddof} values, got {len(values)}")
     return math.sqrt(var(values, ddof))

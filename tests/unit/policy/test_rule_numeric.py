@@ -300,6 +300,8 @@ def test_non_numbers_are_clear_type_errors(args: tuple[Any, ...], fragment: str)
     (lambda: rn.linspace(0, 1, 2.5), TypeError, "num must be a whole number"),
     (lambda: rn.average([1, 2], weights=[1]), ValueError, "2 values but 1 weights"),
     (lambda: FUNCTIONS["maximum"]([1, 2], [1, 2, 3]), ValueError, "different lengths"),
+    (lambda: rn.mean([2**2000, 1]), ValueError, "mean(): an integer among the values is too"),
+    (lambda: rn.amax([2**2000, 1.0]), ValueError, "amax(): an integer in the values is too"),
 ])
 def test_bad_arguments_are_clear_errors(call: Callable[[], Any], error: type[Exception],
                                         fragment: str) -> None:
