@@ -327,7 +327,7 @@ def diff(a: Any, n: int = 1) -> RuleArray:
         raise ValueError("diff(): needs a list, not a single number")
     if n < 0:
         raise ValueError(f"diff(): n must be >= 0, got {n}")
-    for _ in range(n):
+    for _ in range(min(n, len(values))):  # after len(values) rounds nothing is left
         values = [y - x for x, y in pairwise(values)]
     return RuleArray(values)
 

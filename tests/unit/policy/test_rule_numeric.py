@@ -174,6 +174,11 @@ def test_linspace_matches_numpy(start: Any, stop: Any, num: int, endpoint: bool)
          np.linspace(start, stop, num, endpoint=endpoint))
 
 
+def test_diff_n_times_as_numpy() -> None:
+    assert rn.diff([1, 4, 9, 16], 2) == [2, 2] == np.diff([1, 4, 9, 16], 2).tolist()
+    assert rn.diff([1, 2], 10**12) == [] == np.diff([1, 2], 10).tolist()  # no 10**12 rounds
+
+
 def test_arange_with_one_argument() -> None:
     assert rn.arange(4) == [0, 1, 2, 3] and rn.arange(0) == [] and rn.arange(2.0) == [0.0, 1.0]
 
