@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..policy.rule_numeric import AVAILABLE as NUMERIC_NAMES
+from ..policy.rule_numeric import unavailable_message
 from .errors import Path, Problems, format_path
 from .model import NodeGroup, ScalingPolicy, SharedNamespace, Workload
 from .policy_options import policy_options
@@ -30,8 +32,8 @@ _SOURCE = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
 MICADO_VARIABLES = frozenset({
     "m_nodes", "m_node_count", "m_nodes_todrop", "m_time_when_node_count_changed",
     "m_time_since_node_count_changed", "m_container_count", "m_userdata", "m_opt_advice",
-    "m_dryrun", "time", "ceil", "floor", "sqrt", "log", "exp", "print", "range",
-})
+    "m_dryrun", "time", "print", "range",
+}) | NUMERIC_NAMES
 BUILTIN_NAMES = frozenset(dir(builtins))
 IGNORED_POLICIES = {
     "tosca.policies.Monitoring.MiCADO": "node and container metrics are always collected "
@@ -261,6 +263,12 @@ def _per_target(topology: Topology, own: _Own, shared: SharedNamespace,
     borrowed = sorted(n for n in free_names - own_names if n in shared_names)
     unknown = sorted(n for n in free_names - own_names - shared_names
                      if n not in MICADO_VARIABLES and n not in BUILTIN_NAMES)
+    # numpy's names MiCADO's rules had and this engine does not offer fail at run time
+    for name in list(unknown):
+        message = unavailable_message(name)
+        if ok and message:
+            unknown.remove(name)
+            problems.warn((*ppath, "scaling_rule"), message)
     if ok and borrowed:
         problems.warn(policy.path, f"the scaling rule reads {', '.join(borrowed)} defined only by "
                                    "another policy of this app (MiCADO's merged namespace); "
