@@ -28,11 +28,12 @@ SCALABLE_KINDS = ("Deployment", "StatefulSet")
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SOURCE = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
-# Names a MiCADO rule may read without defining them (research/micado.md §2.6).
+# Names a rule may read without defining them: MiCADO's (research/micado.md §2.6), numpy's
+# common functions and our deadline helper.
 MICADO_VARIABLES = frozenset({
     "m_nodes", "m_node_count", "m_nodes_todrop", "m_time_when_node_count_changed",
     "m_time_since_node_count_changed", "m_container_count", "m_userdata", "m_opt_advice",
-    "m_dryrun", "time", "print", "range",
+    "m_dryrun", "time", "print", "range", "instances_for_deadline",
 }) | NUMERIC_NAMES
 BUILTIN_NAMES = frozenset(dir(builtins))
 IGNORED_POLICIES = {

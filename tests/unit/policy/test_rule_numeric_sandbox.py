@@ -119,6 +119,11 @@ def test_the_compiler_knows_the_numeric_names() -> None:
     assert len(noisy) == len(baseline) + 2
 
 
+def test_the_compiler_knows_the_deadline_helper() -> None:
+    baseline = rule_warnings("pass")
+    assert rule_warnings("x = instances_for_deadline(10, 3.0, 60)") == baseline
+
+
 def test_micados_numpy_names_are_what_asteval_0918_with_numpy_200_exposes() -> None:
     try:
         text = data_module_text()
