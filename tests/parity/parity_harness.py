@@ -78,10 +78,15 @@ def micado_answer(answer: Any) -> dict[str, Any]:
     return {"value": NAN if answer == NAN else repr(float(answer))}
 
 
+def our_results(answers: dict[str, Any]) -> dict[str, Any]:
+    """What our Prometheus source hands the engine (micado.metrics.PrometheusSource) as
+    `query_results`: a number, a list of label values, or None (no series, NaN). A query
+    Prometheus could not answer is left out: the engine holds on it."""
+    return {name: our_answer(a) for name, a in answers.items() if not isinstance(a, Failed)}
+
+
 def our_answer(answer: Any) -> Any:
-    """What our Prometheus source hands the engine (micado.metrics.PrometheusSource): a
-    number, a list of label values, or None (no series, NaN, or no answer)."""
-    if isinstance(answer, Failed | NoSeries) or answer == NAN:
+    if isinstance(answer, NoSeries) or answer == NAN:
         return None
     if isinstance(answer, Labels):
         return list(answer.values)
@@ -236,7 +241,7 @@ def run_ours(case: Case, plan: Plan) -> list[Side]:
         for group in plan.node_groups:
             live[group.name] = groups.get(group.name, len(tick["nodes"].get(group.name, [])))
         inputs = TickInputs(now=tick["now"],
-                            query_results={k: our_answer(v) for k, v in tick["queries"].items()},
+                            query_results=our_results(tick["queries"]),
                             firing_alerts=set(tick["alerts"]),
                             nodes={g.name: tick["nodes"].get(g.name, []) for g in plan.node_groups},
                             live_counts=live)
