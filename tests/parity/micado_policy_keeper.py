@@ -5,7 +5,9 @@ is not copied here; each function names the file and commit it models). The newe
 Kubernetes-era files found: policy_keeper.py at e531d3e06cd4 (Kubernetes nodes and Deployments,
 several node sets, Terraform/Occopus, m_nodes_todrop), evaluator.py at ddcdbe027f86,
 handle_k8s.py at e531d3e06cd4, pk_helper.py at 8b8a8273e6e0 and handle_prometheus.py at
-f7cf2821f5d1 (the newest stored copy that has `[expr, label]` queries). It runs in a
+f7cf2821f5d1 (the newest copy that could be read: a Python 2 one with `[expr, label]` queries
+and a node set per rule; the Python 3 port after it changed its syntax, not, as far as
+policy_keeper.py's calls show, what it returns). It runs in a
 virtualenv of its own with MiCADO's pins, asteval 0.9.18 and numpy 2.0.0 (requirements.txt at
 d8d5dc2fb9f9), and evaluates each rule with benchmarks/asteval_baseline.py's
 `evaluate_in_child`, which builds the symbol table and interpreter exactly as evaluator.py does

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from parity_cases import CASES
 from parity_harness import (
+    EPOCH,
     Case,
     Side,
     disagreements,
@@ -83,3 +84,19 @@ def test_cases_declare_only_the_readme_differences_and_show_them_all():
     assert declared - set(ids) == set(), "ids not in the README's list"
     assert set(ids) - declared == set(), "README ids that no case shows"
     assert len(CASES) == len({c.name for c in CASES})
+    assert f"runs {len(CASES)} scripted cases" in " ".join(
+        (REPO / "README.md").read_text().split())
+
+
+def test_the_table_shows_each_tick_both_sides_and_the_declared_ids():
+    case = Case("demo", "x", [], differences={"D-alerts-state": [1]})
+    ticks = [{"now": EPOCH + 15 * i} for i in range(2)]
+    same = Side({"g": (2, ())}, {"app": 3}, None, None, [])
+    other = Side({"g": (1, ("g-2",))}, {"app": 3}, {"n": 1}, "KeyError: 'data'", ["boom"])
+    lines = table(case, ticks, [same, other], [same, same]).splitlines()
+    assert lines[2].split() == ["0", "0", "g=2", "app=3", "g=2", "app=3"]
+    assert lines[3].split()[:9] == ["1", "15", "g=1", "drop", "g-2", "app=3", 'ud={"n":',
+                                   "1}", "CRASH"]
+    assert lines[3].split()[-2:] == ["DIFF", "D-alerts-state"]
+    assert "MiCADO log: boom" in lines[4]
+    assert disagreements([same, other], [same, same]) == [1]
