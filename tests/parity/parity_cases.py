@@ -284,6 +284,27 @@ CASES: list[Case] = [
          ticks=[Tick(0, nodes={G: 1}, queries={"LOAD": 90.0}), Tick(15, replicas={"app": 4}),
                 Tick(30), Tick(45, queries={"LOAD": 10.0})],
          differences={"D-live-count": [1, 2, 3]}),
+    Case("alert-named-in-a-comment", adt(
+            {G: Policy("# hot is the container rule's business\nm_node_count = m_node_count\n",
+                       alerts=["hot"])},
+            {"app": ([G], Policy("if hot:\n    m_container_count += 1\n", max=5))}),
+         start={"nodes": {G: 1}, "replicas": {"app": 1}},
+         why="MiCADO gave a rule the alerts whose names occur anywhere in its text, and used "
+             "them up: a comment in the node rule hid the alert from the container rule",
+         ticks=[Tick(0, nodes={G: 1}, alerts=["hot"]), Tick(15, alerts=[])],
+         differences={"D-alerts-state": [0, 1]}),
+    Case("todrop-by-address", one_group(
+            "if len(m_nodes) > 1:\n    m_nodes_todrop = [m_nodes[0]['Addr']]\n", max=3),
+         start={"nodes": {G: 3}},
+         why="m_nodes_todrop by address (MiCADO's Terraform handler): the same node dropped",
+         ticks=[Tick(0, nodes={G: 3}), Tick(15, nodes={G: 2}), Tick(30, nodes={G: 1})]),
+    Case("counts-out-of-bounds", adt(
+            {G: Policy("m_node_count = LOAD\n", min=2, max=4, queries={"LOAD": "q"})},
+            {"app": ([G], Policy("m_container_count = LOAD * 2 - 4\n", min=1, max=6))}),
+         start={"nodes": {G: 5}, "replicas": {"app": 9}},
+         why="sizes outside min..max, at the start and from the rules, are clamped alike",
+         ticks=[Tick(0, nodes={G: 5}, queries={"LOAD": 9.0}), Tick(15, queries={"LOAD": 0.0}),
+                Tick(30, queries={"LOAD": 3.0})]),
     Case("alert-read-by-two-rules", adt(
             {G: Policy("if hot and len(m_nodes) == m_node_count:\n    m_node_count += 1\n",
                        alerts=["hot"])},
