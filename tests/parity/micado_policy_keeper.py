@@ -289,7 +289,9 @@ def _node_scaling(node: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
     return None, info
 
 
-# handle_prometheus.py@f7cf282 extract_value_from_prometheus_response, on a scripted answer
+# handle_prometheus.py@f7cf282 extract_value_from_prometheus_response, on a scripted answer.
+# An [expr, label] query with one series is not scripted: the copy read returns that series'
+# sample value (text) instead of a list there, which the Python 3 port may have changed.
 def _extract(query: Any, answer: dict[str, Any] | None) -> Any:
     if not answer or "error" in answer:
         raise QueryFailed((answer or {}).get("error", "no answer"))
