@@ -60,7 +60,7 @@ class TimedFakeKubeApi(FakeKubeApi):
 class AnyQueryPrometheus(FakePrometheus):
     """The fake Prometheus answering 0.5 to every query (a load in the hold band)."""
 
-    def _query(self, expr: str) -> dict[str, Any]:
+    def _query(self, expr: str) -> tuple[int, dict[str, Any]]:
         with self._lock:
             self.values.setdefault(expr, 0.5)
         return super()._query(expr)

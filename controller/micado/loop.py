@@ -20,8 +20,10 @@ policies scaled to are kept) and reported as a `drift` event and in the status.
 
 When Prometheus or the Kubernetes API cannot be read, every target of the app holds and its
 status says why: a missing input never reads as "no load" (so nothing scales in because
-Prometheus is down). One app, rule or query failing never stops the others: each tick runs
-on its own and every failure becomes a reason, an event and a metric.
+Prometheus is down). A single query Prometheus cannot answer reaches the engine as such
+(`TickInputs.failed_queries`, with why) and holds the rules that read it; a query answered
+with no series is None to the rule, as in MiCADO. One app, rule or query failing never stops
+the others: each tick runs on its own and every failure becomes a reason, an event and a metric.
 
 Ticks run in a small thread pool (the I/O is blocking client code); the asyncio side only
 schedules them, so the REST API on the same event loop stays responsive.
@@ -50,9 +52,9 @@ from .cluster import (
     drift_view,
     first_difference,
 )
-from .metrics import PrometheusSource
+from .metrics import PrometheusSource, QueryResults
 from .nodes import NodeActuator
-from .policy.engine import Decision, TargetState, TickInputs, decide
+from .policy.engine import Decision, TargetState, TickInputs, decide, scaled_groups
 from .policy.limits import LimitState
 from .policy.sandbox import evaluate as sandbox_evaluate
 from .store import App, AppObject, ObjectKey, Operation, Store
@@ -300,8 +302,9 @@ class ControlLoop:
         for group in plan.node_groups:
             live_counts[group.name] = rt.group_targets.get(group.name,
                                                            len(app_nodes[group.name]))
-        tick_inputs = TickInputs(now=now, query_results=results, firing_alerts=firing,
-                                 nodes=app_nodes, live_counts=live_counts)
+        tick_inputs = TickInputs(now=now, query_results=results.values, firing_alerts=firing,
+                                 nodes=app_nodes, live_counts=live_counts,
+                                 failed_queries=results.failed)
         userdata = rt.userdata
         decided: list[tuple[ScalingPolicy, Decision]] = []
         ordered = sorted(plan.policies, key=lambda p: p.target_kind != "node_group")
@@ -345,14 +348,14 @@ class ControlLoop:
             self._persist(rt, records, None, after)
 
     def _gather(self, rt: AppRuntime) -> tuple[
-            dict[str, str], dict[str, Any], set[str],
+            dict[str, str], QueryResults, set[str],
             dict[tuple[str, str], list[dict[str, str]]], dict[str, int],
             dict[ObjectKey, dict[str, Any]] | None]:
         """Read this tick's inputs; `inputs` says, per source, "ok" or why it failed. The last
         item is the app's live objects (None when Kubernetes could not be read)."""
         plan = rt.plan
         inputs = {"prometheus": OK, "kubernetes": OK}
-        results: dict[str, Any] = {}
+        results = QueryResults()
         firing: set[str] = set()
         alerts = self._alerts.get()
         if alerts is None:
@@ -509,7 +512,8 @@ class ControlLoop:
         state = rt.states.get(policy.name, TargetState())
         started = time.perf_counter()
         decision, new_userdata = decide(policy, rt.plan.shared, inputs, state, userdata,
-                                        evaluate=self._evaluate, timeout=self.rule_timeout)
+                                        evaluate=self._evaluate, timeout=self.rule_timeout,
+                                        scaled_groups=scaled_groups(rt.plan))
         self.telemetry.evaluation_seconds.observe(time.perf_counter() - started)
         outcome = "error" if decision.error else "ok"
         self.telemetry.evaluations.labels(rt.app_id, outcome).inc()

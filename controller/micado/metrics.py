@@ -1,9 +1,11 @@
 """Prometheus source for the controller: queries, alerts, rule files and scrape targets.
 
-I/O only, no decisions. Query semantics follow MiCADO: a query that fails for any reason (no
-data, NaN, a PromQL error, an unreachable or slow Prometheus) yields ``None``; the policy engine
-decides what a missing input means. Nothing here raises on a Prometheus failure except the
-rule-file validation, whose errors name the offending file.
+I/O only, no decisions. Two outcomes of a query are kept apart, because the policy engine
+treats them differently: Prometheus *answered with no series* (or with NaN) gives ``None``, as
+MiCADO's Policy Keeper gave its rules; Prometheus *could not answer* (an HTTP or PromQL error, a
+timeout, an unreachable server) raises `QueryFailed` from `query`/`query_labels` and is listed,
+with why, in `QueryResults.failed` from `query_all`. Apart from that and the rule-file
+validation (whose errors name the offending file), nothing here raises on a Prometheus failure.
 
 - `PrometheusSource`: instant queries (`query`, `query_labels`, `query_all` concurrently, one
   timeout each), `rules_by_app()` (each app's firing alerts and the rules Prometheus cannot
@@ -18,6 +20,7 @@ rule-file validation, whose errors name the offending file.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import math
@@ -34,7 +37,9 @@ from typing import Any
 
 import requests
 import yaml
-from prometheus_api_client import PrometheusConnect
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
 from .http_pool import PooledSession
@@ -58,6 +63,22 @@ class AppRules:
 
 class RuleFileError(ValueError):
     """A rule file Prometheus would reject (raised before it replaces the live file)."""
+
+
+class QueryFailed(Exception):
+    """Prometheus could not answer a query (not: answered with no series). `str()` is why,
+    short enough for a decision's reason: "timeout after 5 s", "unreachable (connection
+    refused)", "bad_data: invalid parameter \"query\": 1:5: parse error: ..."."""
+
+
+@dataclass
+class QueryResults:
+    """What `PrometheusSource.query_all` got: name -> value (a number, a list of label values,
+    or None when the answer had no series or was NaN) for the queries Prometheus answered, and
+    name -> why for those it could not answer."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def _check_app_id(app_id: str) -> str:
@@ -86,34 +107,34 @@ class PrometheusSource:
     # -- queries -----------------------------------------------------------------------------
 
     def _result(self, expr: str, timeout: float | None) -> Any:
+        """The result list of an instant query; QueryFailed when Prometheus cannot answer."""
         timeout = self.timeout if timeout is None else float(timeout)
-        # The server-side timeout stops an expensive query; the HTTP timeout a dead server.
-        return self._prom.custom_query(expr, params={"timeout": f"{timeout:g}s"}, timeout=timeout)
+        try:
+            # The server-side timeout stops an expensive query; the HTTP timeout a dead server.
+            result = self._prom.custom_query(expr, params={"timeout": f"{timeout:g}s"},
+                                             timeout=timeout)
+        except Exception as exc:  # the HTTP pool, HTTP status, JSON: all mean "no answer"
+            why = _why_unanswered(exc, timeout)
+            log.warning("prometheus query %r failed: %s", expr, why)
+            raise QueryFailed(why) from exc
+        if not isinstance(result, list):
+            raise QueryFailed(f"unexpected answer: a result of type {type(result).__name__}")
+        return result
 
     def query(self, expr: str, timeout: float | None = None) -> float | None:
-        """The first sample's value; None on no data, NaN, a PromQL error or a timeout."""
-        try:
-            result = self._result(expr, timeout)
-        except Exception as exc:  # requests, HTTP status, JSON: all mean "no value"
-            log.warning("prometheus query %r failed: %s", expr, exc)
-            return None
-        return _first_value(result)
+        """The first sample's value; None when the answer has no series or is NaN.
 
-    def query_labels(self, expr: str, label: str, timeout: float | None = None) -> list[str] | None:
+        Raises QueryFailed when Prometheus cannot answer (PromQL error, timeout, down)."""
+        return _first_value(self._result(expr, timeout))
+
+    def query_labels(self, expr: str, label: str, timeout: float | None = None) -> list[str]:
         """Values of `label` over the series `expr` returns (MiCADO's ``[expr, label]``).
 
-        An empty list when no series matches (e.g. no node to drop); None on an error.
-        Series without the label are left out.
+        An empty list when no series matches (e.g. no node to drop); series without the label
+        are left out. Raises QueryFailed when Prometheus cannot answer.
         """
-        try:
-            result = self._result(expr, timeout)
-        except Exception as exc:
-            log.warning("prometheus query %r failed: %s", expr, exc)
-            return None
-        if not isinstance(result, list):
-            return None
         values = []
-        for series in result:
+        for series in self._result(expr, timeout):
             metric = series.get("metric") if isinstance(series, dict) else None
             if isinstance(metric, dict) and label in metric:
                 values.append(str(metric[label]))
@@ -121,39 +142,41 @@ class PrometheusSource:
 
     def query_all(
         self, queries: Mapping[str, str | list], timeout: float | None = None
-    ) -> dict[str, Any]:
+    ) -> QueryResults:
         """Run MiCADO queries concurrently: ``name: expr`` or ``name: [expr, label]``.
 
-        Each query has its own timeout and failure; a failed or malformed one maps to None
-        and never affects the others.
+        Each query has its own timeout and failure; a failed or malformed one is listed in
+        `failed` with why and never affects the others.
         """
+        results = QueryResults()
         if not queries:
-            return {}
+            return results
         if len(queries) == 1:  # no thread hop for the common single-query policy
-            name, spec = next(iter(queries.items()))
-            return {name: self._one(spec, timeout)}
-        results: dict[str, Any] = {}
-        futures = {name: self._pool.submit(self._one, spec, timeout)
-                   for name, spec in queries.items()}
-        for name, future in futures.items():
-            try:
-                results[name] = future.result()
-            except Exception as exc:  # _one never raises; belt and braces
-                log.warning("prometheus query %s failed: %s", name, exc)
-                results[name] = None
+            outcomes = {name: self._one(spec, timeout) for name, spec in queries.items()}
+        else:
+            futures = {name: self._pool.submit(self._one, spec, timeout)
+                       for name, spec in queries.items()}
+            outcomes = {name: future.result() for name, future in futures.items()}
+        for name, outcome in outcomes.items():
+            if isinstance(outcome, QueryFailed):
+                results.failed[name] = str(outcome)
+            else:
+                results.values[name] = outcome
         return results
 
     def _one(self, spec: str | list, timeout: float | None) -> Any:
-        if isinstance(spec, str):
-            return self.query(spec, timeout)
-        if (
-            isinstance(spec, list | tuple)
-            and len(spec) == 2
-            and all(isinstance(part, str) for part in spec)
-        ):
-            return self.query_labels(spec[0], spec[1], timeout)
-        log.warning("prometheus query %r: expected an expression or [expression, label]", spec)
-        return None
+        """One query's value, or the QueryFailed (returned, not raised: one result each)."""
+        try:
+            if isinstance(spec, str):
+                return self.query(spec, timeout)
+            if (isinstance(spec, list | tuple) and len(spec) == 2
+                    and all(isinstance(part, str) for part in spec)):
+                return self.query_labels(spec[0], spec[1], timeout)
+            return QueryFailed(f"{spec!r} is not an expression or [expression, label]")
+        except QueryFailed as exc:
+            return exc
+        except Exception as exc:  # an answer of an unexpected shape: not an answer either
+            return QueryFailed(f"unexpected answer: {exc}")
 
     # -- alerts and health -------------------------------------------------------------------
 
@@ -243,6 +266,36 @@ class PrometheusSource:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._session.close()
+
+
+def _why_unanswered(exc: Exception, timeout: float) -> str:
+    """A short reason for a query Prometheus did not answer, for the decision's reason."""
+    if isinstance(exc, NewConnectionError):
+        errno = re.search(r"\[Errno -?\d+\] (.+)$", str(exc))
+        return f"unreachable ({errno.group(1).lower() if errno else exc})"
+    if isinstance(exc, Urllib3Timeout | requests.Timeout):
+        return f"timeout after {timeout:g} s"
+    if isinstance(exc, PrometheusApiClientException):
+        return _http_error(str(exc))
+    if isinstance(exc, ValueError | KeyError | TypeError):  # 200 but not Prometheus's JSON
+        return f"unexpected answer ({type(exc).__name__}: {exc})"
+    return f"unreachable ({exc})"
+
+
+def _http_error(message: str) -> str:
+    """"bad_data: <PromQL error>" from the client library's "HTTP Status Code 400 (b'...')"."""
+    match = re.fullmatch(r"HTTP Status Code (\d+) \((b['\"].*['\"])\)", message, re.DOTALL)
+    if match is None:
+        return message[:300]
+    status = match.group(1)
+    try:
+        body = json.loads(ast.literal_eval(match.group(2)))
+    except (ValueError, SyntaxError):
+        return f"HTTP {status}"
+    if isinstance(body, dict) and body.get("error"):
+        kind = body.get("errorType") or f"HTTP {status}"
+        return f"{kind}: {str(body['error'])[:300]}"
+    return f"HTTP {status}"
 
 
 def _first_value(result: Any) -> float | None:

@@ -30,6 +30,10 @@ Scenario file (YAML)::
     alerts:                   # alert of the ADT -> condition; the ADT's `for:` is honoured
       node_overloaded: node_cpu_percent > 60
 
+A query expression may also give `no_series` (Prometheus answered with no series: the rule
+sees None) or `unanswered` (Prometheus could not answer: the rules reading it hold), e.g.
+``COMPLETED: no_series`` or ``LOAD: unanswered if 600 <= now < 900 else load``.
+
 Expressions are arithmetic only (+ - * / // %, comparisons, and/or/not, `a if c else b`,
 numbers, min/max/abs, and these names): now, load, nodes, ready_nodes, containers,
 ready_containers, pending_containers, served (the load the ready containers can serve:
@@ -60,7 +64,7 @@ from typing import Any
 import yaml
 
 from .adt.model import Plan, ScalingPolicy
-from .policy.engine import Decision, TargetState, TickInputs, decide
+from .policy.engine import Decision, TargetState, TickInputs, decide, scaled_groups
 
 VARIABLES = (
     "now", "load", "nodes", "ready_nodes", "containers", "ready_containers",
@@ -77,6 +81,9 @@ CLUSTER_DEFAULTS: dict[str, float | None] = {
 TOP_KEYS = ("description", "duration", "tick", "cluster", "initial", "load", "queries",
             "alerts")
 MAX_TICKS = 20000
+# what a query expression can give besides a number: no series (None), or no answer at all
+QUERY_OUTCOMES = ("no_series", "unanswered")
+UNANSWERED_WHY = "the scenario says Prometheus could not answer"
 MAX_EXPRESSION = 500
 
 
@@ -90,6 +97,16 @@ class ScenarioError(Exception):
 
 class ExpressionError(ValueError):
     pass
+
+
+class _Unanswered:
+    """The value of `unanswered` in a query expression (not a number: arithmetic on it fails)."""
+
+    def __repr__(self) -> str:
+        return "unanswered"
+
+
+UNANSWERED = _Unanswered()
 
 
 # --- expressions -----------------------------------------------------------------------
@@ -161,7 +178,7 @@ class Expression:
             raise ExpressionError(f"{type(node).__name__} is not allowed: only arithmetic, "
                                   "comparisons, numbers, min/max/abs and model names")
 
-    def __call__(self, env: dict[str, float]) -> Any:
+    def __call__(self, env: dict[str, Any]) -> Any:
         try:
             return self._eval(self._tree, env)
         except ZeroDivisionError:
@@ -169,7 +186,7 @@ class Expression:
         except (TypeError, OverflowError) as exc:
             raise ExpressionError(str(exc)) from None
 
-    def _eval(self, node: ast.AST, env: dict[str, float]) -> Any:
+    def _eval(self, node: ast.AST, env: dict[str, Any]) -> Any:
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.Name):
@@ -328,7 +345,8 @@ def parse_scenario(text: str) -> Scenario:
             continue
         for name, text in raw.items():
             try:
-                expressions[section][str(name)] = Expression(text)
+                names = VARIABLES + QUERY_OUTCOMES if section == "queries" else VARIABLES
+                expressions[section][str(name)] = Expression(text, names)
             except ExpressionError as exc:
                 bad(f"{section}.{name}", str(exc))
 
@@ -399,7 +417,7 @@ def check_against_plan(scenario: Scenario, plan: Plan) -> list[str]:
     for name, policy in queries.items():
         if name not in scenario.queries:
             problems.append(("queries", f"no expression for {name} (a query of {policy}; "
-                                        "without data the rule would only hold)"))
+                                        "`no_series` models one without data)"))
     for name in scenario.alerts:
         if name not in alerts:
             problems.append((f"alerts.{name}", "not an alert of the ADT's policies (its "
@@ -555,7 +573,7 @@ class Row:
     load: float
     nodes: dict[str, tuple[int, int]]  # group -> (desired, ready) at the end of the tick
     containers: dict[str, tuple[int, int]]  # workload -> (desired, ready)
-    queries: dict[str, float]
+    queries: dict[str, float | None]  # answered queries (None: no series)
     alerts: list[str]  # firing
     reasons: list[str]  # "target: reason" of decisions that changed something or failed
     changed: bool  # a size, a ready count, a firing alert or a decision changed
@@ -594,9 +612,15 @@ def simulate(plan: Plan, scenario: Scenario, *, timeout: float = 1.0,
         model.schedule(now)
         load = scenario.load_at(now)
         env = model.variables(now, load)
-        query_values: dict[str, float] = {}
+        outcomes = {**env, "no_series": None, "unanswered": UNANSWERED}
+        query_values: dict[str, float | None] = {}
+        failed: dict[str, str] = {}
         for name, expression in scenario.queries.items():
-            query_values[name] = _value(f"queries.{name}", expression, env, now)
+            value = _value(f"queries.{name}", expression, outcomes, now)
+            if value is UNANSWERED:
+                failed[name] = UNANSWERED_WHY
+            else:
+                query_values[name] = value
         firing: set[str] = set()
         for name, expression in scenario.alerts.items():
             if _value(f"alerts.{name}", expression, env, now):
@@ -617,9 +641,10 @@ def simulate(plan: Plan, scenario: Scenario, *, timeout: float = 1.0,
             for policy in policies:
                 inputs = TickInputs(now=now, query_results=dict(query_values),
                                     firing_alerts=set(firing), nodes=ready,
-                                    live_counts=dict(live))
+                                    live_counts=dict(live), failed_queries=dict(failed))
                 decision, userdata = decide(policy, plan.shared, inputs, states[policy.name],
-                                            userdata, timeout=timeout, **extra)
+                                            userdata, timeout=timeout, **extra,
+                                            scaled_groups=scaled_groups(plan))
                 states[policy.name] = decision.state
                 made.append((policy, decision))
                 if policy.target_kind == "node_group":
@@ -652,7 +677,7 @@ def simulate(plan: Plan, scenario: Scenario, *, timeout: float = 1.0,
                             decisions=decisions, errors=errors, warnings=warnings)
 
 
-def _value(path: str, expression: Expression, env: dict[str, float], now: float) -> Any:
+def _value(path: str, expression: Expression, env: dict[str, Any], now: float) -> Any:
     try:
         return expression(env)
     except ExpressionError as exc:

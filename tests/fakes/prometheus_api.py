@@ -3,7 +3,9 @@
 Speaks the shapes `prometheus-api-client` and `micado.metrics` read: `/api/v1/query` (GET or
 form POST; the value a test set for that exact expression, else an empty vector),
 `/api/v1/alerts`, `/api/v1/rules`, `/-/healthy`, `/-/ready` and `/-/reload` (counted).
-`down = True` makes every request fail with 503, as an unhealthy server would.
+`down = True` makes every request fail with 503, as an unhealthy server would; `fail(expr, ...)`
+makes one expression fail as Prometheus reports a PromQL error, and `delay` answers every query
+that many seconds late (a slow server).
 
 The integration tests use a real Prometheus; this fake is for the control loop's unit tests,
 where a test needs exact values at exact ticks without waiting for scrapes and rule
@@ -28,6 +30,8 @@ class FakePrometheus:
         self.down = False
         self.reloads = 0
         self.queries: list[str] = []
+        self.errors: dict[str, tuple[int, str, str]] = {}  # expr -> (status, errorType, error)
+        self.delay = 0.0  # seconds each query waits before it is answered
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -40,11 +44,14 @@ class FakePrometheus:
                 body = self.rfile.read(length).decode() if length else ""
                 status, payload = fake.handle(self.command, self.path, body)
                 data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a `delay` beyond its timeout)
 
             do_GET = _reply
             do_POST = _reply
@@ -85,6 +92,12 @@ class FakePrometheus:
             else:
                 self.values[expr] = value
 
+    def fail(self, expr: str, status: int = 400, error_type: str = "bad_data",
+             error: str = "parse error") -> None:
+        """From now on `expr` gets Prometheus's error answer (e.g. 422 "execution")."""
+        with self._lock:
+            self.errors[expr] = (status, error_type, error)
+
     def fire(self, app_id: str, *alerts: str) -> None:
         """Exactly these alerts of the app are firing from now on."""
         with self._lock:
@@ -103,7 +116,7 @@ class FakePrometheus:
         if parts.path == "/api/v1/query":
             args = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             args.update({k: v[-1] for k, v in parse_qs(body).items()})
-            return 200, self._query(args.get("query", ""))
+            return self._query(args.get("query", ""))
         if parts.path == "/api/v1/alerts":
             with self._lock:
                 alerts = [{"labels": {"alertname": name, "micado_app": app},
@@ -122,10 +135,17 @@ class FakePrometheus:
             return 200, {"status": "success", "data": {"groups": groups}}
         return 404, {"status": "error", "error": f"not found: {parts.path}"}
 
-    def _query(self, expr: str) -> dict[str, Any]:
+    def _query(self, expr: str) -> tuple[int, dict[str, Any]]:
         with self._lock:
             self.queries.append(expr)
             value = self.values.get(expr)
+            error = self.errors.get(expr)
+            delay = self.delay
+        if delay:
+            time.sleep(delay)
+        if error is not None:
+            status, error_type, message = error
+            return status, {"status": "error", "errorType": error_type, "error": message}
         now = time.time()
         if value is None:
             result: list[dict[str, Any]] = []
@@ -133,4 +153,4 @@ class FakePrometheus:
             result = [{"metric": labels, "value": [now, "1"]} for labels in value]
         else:
             result = [{"metric": {}, "value": [now, repr(float(value))]}]
-        return {"status": "success", "data": {"resultType": "vector", "result": result}}
+        return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}

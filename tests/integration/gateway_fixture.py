@@ -78,6 +78,7 @@ class Gateway:
     upstream: str
     token_file: Path
     users: list[dict[str, str]]
+    settings: dict[str, object] = field(default_factory=dict)  # more role variables
     https_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
@@ -117,6 +118,7 @@ class Gateway:
             "gateway_controller_upstream": self.upstream,
             "gateway_users": self.users,
             "gateway_bcrypt_rounds": 4,  # the cost of each request, not what is tested here
+            **self.settings,
         }
         variables = self.root / "vars.yml"
         variables.touch(mode=0o600)

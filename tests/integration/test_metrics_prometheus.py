@@ -19,7 +19,8 @@ from prometheus_fixture import (
 )
 
 from controller_env import ControllerEnv
-from micado.metrics import PrometheusSource, RuleFileError, RuleFiles, ScrapeTargets
+from fakes.prometheus_api import FakePrometheus
+from micado.metrics import PrometheusSource, QueryFailed, RuleFileError, RuleFiles, ScrapeTargets
 
 __all__ = ["doomed_prometheus", "exporter", "prometheus"]  # fixtures, imported for pytest
 
@@ -76,12 +77,30 @@ def test_query_returns_the_scraped_value(scraped: Exporter, source: PrometheusSo
     assert source.healthy() is True
 
 
-def test_no_data_nan_and_bad_promql_are_none(scraped: Exporter, source: PrometheusSource):
+def test_no_series_and_nan_are_none(scraped: Exporter, source: PrometheusSource):
+    """Prometheus answered, with nothing to give: the rule gets None (NaN too: D-nan-none)."""
     assert source.query('app_load{deployment="nothing-here"}') is None
+    assert source.query("count(app_load > 100)") is None  # count of nothing: no series
     assert source.query("app_nan") is None
-    assert source.query("sum(app_load") is None  # parse error: HTTP 400
-    assert source.query("rate(app_load)") is None  # type error
-    assert source.query_labels("sum(", "node") is None
+    assert source.query_labels('app_load{deployment="nothing-here"}', "node") == []
+
+
+@pytest.mark.parametrize(("expr", "why"), [
+    ("sum(app_load", "bad_data: invalid parameter \"query\": 1:13: parse error: unclosed left "
+                     "parenthesis"),
+    ("rate(app_load)", "bad_data: invalid parameter \"query\": 1:6: parse error: expected type "
+                       "range vector in call to function \"rate\", got instant vector"),
+    ("app_load * on() app_load", "execution: found duplicate series for the match group {} on "
+                                 "the right hand-side of the operation"),
+])
+def test_a_query_prometheus_rejects_fails_with_its_error(scraped: Exporter,
+                                                         source: PrometheusSource,
+                                                         expr: str, why: str):
+    with pytest.raises(QueryFailed) as failed:
+        source.query(expr)
+    assert str(failed.value).startswith(why)
+    with pytest.raises(QueryFailed, match=r"^bad_data: .*parse error"):
+        source.query_labels("sum(", "node")
 
 
 def test_labels_query(scraped: Exporter, source: PrometheusSource):
@@ -105,12 +124,36 @@ def test_query_all_isolates_failures(scraped: Exporter, prometheus: PrometheusSe
         }
     )
     assert time.monotonic() - started < SLOW
-    assert results["load"] == 0.5
-    assert results["broken"] is None
-    assert sorted(results["nodes"]) == ["n1", "n2"]
-    assert results["missing"] is None
-    assert results["malformed"] is None
-    assert source.query_all({}) == {}
+    assert results.values == {"load": 0.5, "nodes": results.values["nodes"], "missing": None}
+    assert sorted(results.values["nodes"]) == ["n1", "n2"]
+    assert set(results.failed) == {"broken", "malformed"}
+    assert results.failed["broken"].startswith("bad_data: ")
+    assert results.failed["malformed"] == "['app_load'] is not an expression or [expression, label]"
+    empty = source.query_all({})
+    assert (empty.values, empty.failed) == ({}, {})
+
+
+def test_a_slow_or_failing_prometheus_is_a_failure_not_no_series():
+    """Faults a real Prometheus does not make on demand, from the socket fake: a server slower
+    than the timeout, one answering 503, one answering one expression with an error."""
+    with FakePrometheus() as fake:
+        source = PrometheusSource(fake.url, timeout=0.5)
+        fake.set("up", 1.0)
+        assert source.query("up") == 1.0
+        assert source.query("absent_metric") is None  # the fake answers with no series
+        fake.fail("up", 422, "execution", "expanding series: context canceled")
+        with pytest.raises(QueryFailed, match=r"^execution: expanding series: context canceled$"):
+            source.query("up")
+        fake.errors.clear()
+        fake.delay = 2.0  # four times the timeout
+        results = source.query_all({"a": "up", "b": ["up", "job"]})
+        assert results.values == {}
+        assert results.failed == {"a": "timeout after 0.5 s", "b": "timeout after 0.5 s"}
+        fake.delay = 0.0
+        fake.down = True
+        with pytest.raises(QueryFailed, match=r"^HTTP 503: service unavailable$"):
+            source.query("up")
+        source.close()
 
 
 def test_rule_files_render_and_validate(tmp_path):
@@ -186,16 +229,20 @@ def test_alert_fires_and_clears(
         RuleFiles.reload(prometheus.url)
 
 
-def test_dead_prometheus_is_none_fast(doomed_prometheus: PrometheusServer):
+def test_a_dead_prometheus_fails_fast_as_unreachable(doomed_prometheus: PrometheusServer):
     source = PrometheusSource(doomed_prometheus.url, timeout=SLOW)
     assert source.healthy() is True
     assert source.query("vector(7)") == 7.0
     doomed_prometheus.stop()
 
     started = time.monotonic()
-    assert source.query("vector(7)") is None
-    assert source.query_labels("up", "job") is None
-    assert source.query_all({"a": "vector(1)", "b": ["up", "job"]}) == {"a": None, "b": None}
+    with pytest.raises(QueryFailed, match=r"^unreachable \(connection refused\)$"):
+        source.query("vector(7)")
+    with pytest.raises(QueryFailed, match=r"^unreachable"):
+        source.query_labels("up", "job")
+    results = source.query_all({"a": "vector(1)", "b": ["up", "job"]})
+    assert (results.values, results.failed) == (
+        {}, {"a": "unreachable (connection refused)", "b": "unreachable (connection refused)"})
     assert source.firing_alerts() == set()
     assert source.healthy() is False
     assert time.monotonic() - started < SLOW  # refused at once: no call waited for its timeout

@@ -167,6 +167,33 @@ def test_wrong_credentials_get_401_with_a_message(site: Site) -> None:
     assert ours.status_code == 401
 
 
+def test_throttled_requests_get_429_with_a_message(site: Site) -> None:
+    """Over the rate limit, micado-client shows the gateway's reason, not a JSON parse error;
+    the rest of the API answers 429 in JSON too (a second site with a limit of one a minute)."""
+    root = private_dir()
+    gateway = Gateway(root, f"127.0.0.1:{site.daemon.port}", site.daemon.token_file,
+                      [{"name": USER, "password": site.password}],
+                      settings={"gateway_auth_rate": "1r/m", "gateway_auth_burst": 1,
+                                "gateway_api_rate": "1r/m", "gateway_api_burst": 1})
+    try:
+        gateway.render().start()
+        throttled = Site(site.kube, site.daemon, gateway, site.password, site.python)
+        results = throttled.client({"op": "list"}, {"op": "list"}, {"op": "list"})
+        refused = [r for r in results if "error" in r]
+        assert refused, results
+        assert all(r["error"] == "MicadoAPIException" for r in refused), refused
+        assert all("too many requests to the gateway" in r["message"] for r in refused), refused
+        answer = requests.get(f"{gateway.url}/v1/apps", verify=str(gateway.ca_file),
+                              headers={"Authorization": f"Bearer {site.daemon.token}"},
+                              timeout=10)
+        assert answer.status_code == 429, answer.text
+        assert answer.headers["Content-Type"].startswith("application/json")
+        assert "too many requests" in answer.json()["message"]
+    finally:
+        gateway.stop()
+        remove(root)
+
+
 def test_broken_adt_shows_located_errors_in_the_clients_message(site: Site) -> None:
     (refused,) = site.client({"op": "create", "app_id": "broken",
                               "adt": yaml.safe_load(BROKEN.read_text())})

@@ -23,7 +23,7 @@ import yaml
 from cached_venv import venv_python
 from micado.adt import compile_adt
 from micado.adt.model import Plan
-from micado.policy.engine import TargetState, TickInputs, decide
+from micado.policy.engine import TargetState, TickInputs, decide, scaled_groups
 
 HERE = Path(__file__).resolve().parent
 MODEL = HERE / "micado_policy_keeper.py"
@@ -230,6 +230,7 @@ def run_ours(case: Case, plan: Plan) -> list[Side]:
     """Our engine as the control loop drives it (controller/micado/loop.py): node-group
     policies first, their new sizes in `live_counts`, then workloads, one m_userdata."""
     ordered = sorted(plan.policies, key=lambda p: p.target_kind != "node_group")
+    scaled = scaled_groups(plan)
     states = {p.name: TargetState() for p in plan.policies}
     groups = dict(case.start.get("nodes", {}))
     replicas = dict(case.start.get("replicas", {}))
@@ -250,7 +251,7 @@ def run_ours(case: Case, plan: Plan) -> list[Side]:
         log: list[str] = []
         for policy in ordered:
             decision, userdata = decide(policy, plan.shared, inputs, states[policy.name],
-                                        userdata)
+                                        userdata, scaled_groups=scaled)
             states[policy.name] = decision.state
             log += [f"{policy.target}: {line}" for line in decision.log]
             if decision.error:

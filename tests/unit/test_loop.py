@@ -192,6 +192,45 @@ def test_one_failing_rule_does_not_stop_the_other_policies(env: ControllerEnv) -
     assert b'micado_rule_violations_total{app="web"' in env.telemetry.exposition()
 
 
+def test_a_query_prometheus_cannot_answer_holds_only_the_rules_reading_it(
+        env: ControllerEnv) -> None:
+    submit(env)
+    prom = env.fake_prometheus
+    assert prom is not None
+    prom.fire("web", "web_overloaded")
+    prom.fail(LOAD, 422, "execution", "query processing would load too many samples")
+    env.tick("web")
+    web = target(env, "web")
+    assert (web["current"], web["desired"], web["error"]) == (1, 1, None)
+    assert web["reason"] == ("hold at 1: Prometheus could not answer query LOAD: execution: "
+                             "query processing would load too many samples")
+    assert env.scale_requests() == 0
+    # the node rule does not read LOAD: it decides as usual, and Prometheus is not "down"
+    assert target(env, "workers")["reason"].startswith("scale out 1 -> 2")
+    assert env.manager.status("web")["inputs"]["prometheus"] == "ok"
+
+
+def test_a_query_with_no_series_reaches_the_rule_as_none(env: ControllerEnv,
+                                                         clock: Clock) -> None:
+    submit(env)
+    prom = env.fake_prometheus
+    assert prom is not None
+    prom.set(LOAD, None)  # answered, with no series
+    prom.fire("web", "web_overloaded")
+    env.tick("web")  # `if web_overloaded:` decides before LOAD is compared
+    assert env.replicas("web") == 2
+    assert target(env, "web")["reason"] == ("scale out 1 -> 2: the rule set m_container_count "
+                                            "to 2 (query LOAD returned no series: the rule "
+                                            "saw None)")
+    prom.fire("web")
+    clock.advance(15)
+    env.tick("web")  # `LOAD < 0.2` with None: the rule fails, the size holds
+    web = target(env, "web")
+    assert (web["desired"], env.replicas("web")) == (2, 2)
+    assert web["error"] and "TypeError" in web["reason"]
+    assert web["reason"].endswith("(query LOAD returned no series: the rule saw None)")
+
+
 def test_a_failing_app_does_not_stop_another_app(env: ControllerEnv) -> None:
     submit(env)
     other = WEB_ADT.read_text().replace("web_load", "other_load").replace(

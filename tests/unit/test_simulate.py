@@ -176,3 +176,46 @@ def test_alert_for_is_honoured() -> None:
              for name in ("service_overloaded", "node_overloaded")}
     assert fired == {"service_overloaded": 30, "node_overloaded": 60}
     assert any("never fires" in w for w in result.warnings)
+
+
+JQUEUER_SCENARIO = """
+duration: 120
+tick: 15
+load: [[0, 0]]
+queries:
+  AET: 60
+  REMAININGTIME: 600 - now
+  TOTALJOBS: {totaljobs}
+  ITEMS: no_series
+  COMPLETED: no_series
+  JOBSFAIL: no_series
+  CALC_AET: no_series
+"""
+
+
+def jqueuer_run(totaljobs: str) -> SimulationResult:
+    plan = compile_adt((ROOT / "tests" / "data" / "micado" / "jqueuer.yaml").read_text()).plan
+    return simulate(plan, parse_scenario(JQUEUER_SCENARIO.format(totaljobs=totaljobs)))
+
+
+def test_a_scenario_query_with_no_series_reaches_the_rule_as_none() -> None:
+    """MiCADO's jqueuer demo before any job completed: its rule guards the empty queries."""
+    result = jqueuer_run("20")
+    assert result.errors == 0
+    first = result.rows[0]
+    assert first.nodes["worker-node"][0] == 3  # ceil(60 / ((600 - 12) / 20))
+    assert first.queries["COMPLETED"] is None
+    assert first.reasons == ["worker-node: scale out 0 -> 3: the rule set m_node_count to 3 "
+                             "(queries JOBSFAIL, ITEMS, COMPLETED, CALC_AET returned no series: "
+                             "the rule saw None)"]
+
+
+def test_a_scenario_query_prometheus_cannot_answer_holds() -> None:
+    result = jqueuer_run("unanswered if now < 60 else 20")
+    assert [r.nodes["worker-node"][0] for r in result.rows if r.time < 60] == [0, 0, 0, 0]
+    assert all("TOTALJOBS" not in r.queries for r in result.rows if r.time < 60)
+    assert next(r for r in result.rows if r.time == 60).nodes["worker-node"][0] == 3
+    with pytest.raises(ScenarioError, match=r"queries\.TOTALJOBS: at t=0 s: unsupported"):
+        jqueuer_run("unanswered + 1")
+    with pytest.raises(ScenarioError, match=r"alerts\.high: unknown name 'no_series'"):
+        parse_scenario("duration: 60\nload: [[0, 1]]\nalerts: {high: no_series}\n")

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..policy.rule_numeric import AVAILABLE as NUMERIC_NAMES
+from ..policy.rule_numeric import unavailable_message
 from .errors import Path, Problems, format_path
 from .model import NodeGroup, ScalingPolicy, SharedNamespace, Workload
 from .policy_options import policy_options
@@ -26,12 +28,13 @@ SCALABLE_KINDS = ("Deployment", "StatefulSet")
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SOURCE = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$")
-# Names a MiCADO rule may read without defining them (research/micado.md §2.6).
+# Names a rule may read without defining them: MiCADO's (research/micado.md §2.6), numpy's
+# common functions and our deadline helper.
 MICADO_VARIABLES = frozenset({
     "m_nodes", "m_node_count", "m_nodes_todrop", "m_time_when_node_count_changed",
     "m_time_since_node_count_changed", "m_container_count", "m_userdata", "m_opt_advice",
-    "m_dryrun", "time", "ceil", "floor", "sqrt", "log", "exp", "print", "range",
-})
+    "m_dryrun", "time", "print", "range", "instances_for_deadline",
+}) | NUMERIC_NAMES
 BUILTIN_NAMES = frozenset(dir(builtins))
 IGNORED_POLICIES = {
     "tosca.policies.Monitoring.MiCADO": "node and container metrics are always collected "
@@ -261,6 +264,12 @@ def _per_target(topology: Topology, own: _Own, shared: SharedNamespace,
     borrowed = sorted(n for n in free_names - own_names if n in shared_names)
     unknown = sorted(n for n in free_names - own_names - shared_names
                      if n not in MICADO_VARIABLES and n not in BUILTIN_NAMES)
+    # numpy's names MiCADO's rules had and this engine does not offer fail at run time
+    for name in list(unknown):
+        message = unavailable_message(name)
+        if ok and message:
+            unknown.remove(name)
+            problems.warn((*ppath, "scaling_rule"), message)
     if ok and borrowed:
         problems.warn(policy.path, f"the scaling rule reads {', '.join(borrowed)} defined only by "
                                    "another policy of this app (MiCADO's merged namespace); "
@@ -301,8 +310,10 @@ def _per_target(topology: Topology, own: _Own, shared: SharedNamespace,
                 group.min_instances, group.max_instances = t_low, t_high
         elif workload is not None:
             kind = "workload"
-            # MiCADO: a container rule sees the VMs of its hosts, or of every VM set if unplaced
-            hosts = [h for h in workload.hosts if h in by_group] or list(by_group)
+            # MiCADO: a container rule sees the VMs of its hosts, or of every VM set if unplaced;
+            # one placed on edge devices only sees none
+            hosts = ([h for h in workload.hosts if h in by_group] if workload.hosts
+                     else list(by_group))
             if workload.kind not in SCALABLE_KINDS:
                 problems.warn(tpath, f"{target!r} is a {workload.kind}; only "
                                      f"{' and '.join(SCALABLE_KINDS)} can be scaled, so this "

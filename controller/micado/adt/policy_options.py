@@ -1,7 +1,8 @@
 """The optional scaling properties this project adds to MiCADO's policy type, checked.
 
-Their defaults reproduce MiCADO: no cooldowns, unlimited steps, no schedule, hold on missing
-data (the one deliberate fix), act for real.
+Their defaults reproduce MiCADO: no cooldowns, unlimited steps, no schedule, act for real;
+`on_missing_data: hold` holds only when Prometheus could not answer a query the rule reads (a
+query answered with no series gives the rule None, as in MiCADO).
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ _DURATION = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$")
 _CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 _CRON_NAMES = ("minute", "hour", "day of month", "month", "day of week")
 SCHEDULE_KEYS = frozenset({"cron", "duration", "min_instances"})
+# on_missing_data, checked by the policy type's valid_values (custom_types/policy/scaling.yaml):
+# hold: hold when Prometheus could not answer a query the rule reads (the default);
+# evaluate: run the rule anyway, the unanswered query is None;
+# hold_on_no_series: hold also when a query answered with no series (or NaN)
+MISSING_DATA_MODES = ("hold", "evaluate", "hold_on_no_series")
 
 
 def parse_duration(value: Any) -> int | None:
@@ -58,7 +64,8 @@ def policy_options(properties: dict[str, Any], path: Path, problems: Problems,
     """The checked options of one policy, with their defaults."""
     options: dict[str, Any] = {
         "cooldown_up": 0, "cooldown_down": 0, "max_step_up": None, "max_step_down": None,
-        "schedule": [], "on_missing_data": properties.get("on_missing_data", "hold"),
+        "schedule": [],
+        "on_missing_data": properties.get("on_missing_data", MISSING_DATA_MODES[0]),
         "dry_run": bool(properties.get("dry_run", False)),
     }
     for key in ("cooldown_up", "cooldown_down"):

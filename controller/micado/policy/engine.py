@@ -3,28 +3,44 @@
 Pure apart from running the rule: the caller gathers the tick's facts (query results, firing
 alerts, Ready nodes, live counts), keeps a `TargetState` per target and the app's one shared
 `m_userdata`, and acts on the `Decision`. The variables a rule sees are MiCADO's
-(research/micado.md §2.6), with these deliberate differences:
+(research/micado.md §2.6; MiCADO's Policy Keeper, component-policy-keeper policy_keeper.py at
+e531d3e, its latest Kubernetes-era version), with these deliberate differences (README,
+"Deliberate differences from MiCADO"):
 
 - alerts are the *current* state (True while firing), not events a rule consumes, so two rules
   reading one alert in the same tick both see it;
 - `m_container_count` starts from the live replica count, so a manual `kubectl scale` is seen;
-- a query the rule reads with no data holds the target (unless the policy's
-  `options.on_missing_data` is "evaluate", which gives the rule `None` as MiCADO did);
-- `m_nodes_todrop` only counts nodes that exist, and a rule error holds the target instead of
-  aborting the other rules;
-- `m_time_since_node_count_changed` does not restart every tick for a group at zero nodes.
+- a query the rule reads that Prometheus could not answer (error, timeout, unreachable) holds
+  the target (unless `options.on_missing_data` is "evaluate"); one answered with no series
+  gives the rule `None` as in MiCADO (unless it is "hold_on_no_series"), and NaN gives `None`
+  too (MiCADO passed NaN, whose comparisons are all False);
+- `m_nodes_todrop` only counts nodes that exist;
+- D-rule-error-atomic: a rule that fails changes nothing: its target holds and `m_userdata`
+  stays as it was (MiCADO's asteval stopped at the failing line and MiCADO applied what the
+  rule had assigned before it; the other rules ran in both);
+- D-node-clock: `m_time_since_node_count_changed` restarts whenever the group's node count
+  changes and it is stable again (MiCADO kept counting from an earlier change when the group
+  went from one stable size straight to another), and does not restart every tick for a group
+  at zero nodes;
+- D-container-nodes: a container rule's `m_nodes` and `m_node_count` include its host groups
+  that have no scaling policy (MiCADO gave [] and 0 for those);
+- a count that is not a whole number is truncated toward zero as MiCADO's int() did, with a
+  line in the rule's log; one that is not a finite number holds the target (MiCADO's int()
+  raised and skipped the rest of its session: D-micado-crashes).
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ..adt.model import ScalingPolicy, SharedNamespace
+from ..adt.model import Plan, ScalingPolicy, SharedNamespace
+from ..adt.policy_options import MISSING_DATA_MODES
 from .limits import LimitState, apply_limits
 from .sandbox import RuleResult
 from .sandbox import evaluate as sandbox_evaluate
@@ -32,9 +48,9 @@ from .sandbox import evaluate as sandbox_evaluate
 NODE_OUTPUTS = ("m_node_count", "m_nodes_todrop", "m_userdata")
 WORKLOAD_OUTPUTS = ("m_container_count", "m_userdata")
 ON_MISSING_DATA = "on_missing_data"
+HOLD, EVALUATE, HOLD_ON_NO_SERIES = MISSING_DATA_MODES
 
 Evaluate = Callable[..., RuleResult]
-GroupOfWorkload = Callable[[ScalingPolicy], str | None]
 
 
 @dataclass
@@ -50,10 +66,13 @@ class TargetState:
 @dataclass
 class TickInputs:
     now: float
-    query_results: dict[str, Any]  # name -> float | list[str] | None (None: failed or empty)
+    query_results: dict[str, Any]  # name -> float | list[str] | None (None: no series, NaN)
     firing_alerts: set[str]  # currently firing alert names (state, not events)
     nodes: dict[str, list[dict[str, Any]]]  # group -> [{"ID", "Addr"}] Ready, untainted
     live_counts: dict[str, int]  # target -> live replicas (workloads) or group size target
+    # name -> why Prometheus could not answer (error, timeout, unreachable); a query in neither
+    # this nor query_results was not answered either
+    failed_queries: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -80,21 +99,23 @@ def decide(
     userdata: Any,
     *,
     evaluate: Evaluate = sandbox_evaluate,
-    group_of_workload: GroupOfWorkload | None = None,
+    scaled_groups: Sequence[str] | None = None,
     timeout: float = 1.0,
 ) -> tuple[Decision, Any]:
     """Run the policy's rule for one tick; returns the decision and the new `m_userdata`.
 
-    Never raises for anything the rule does. `group_of_workload(policy)` names the node group
-    whose count a workload rule sees as `m_node_count` (default: the last of `policy.hosts`);
-    its count is `inputs.live_counts[group]`, so a controller that wants MiCADO's order puts
-    this tick's node-group decisions there before deciding workloads.
+    Never raises for anything the rule does; a rule that fails returns `userdata` unchanged.
+    `scaled_groups` names the app's node groups that have a scaling policy, in the ADT's
+    policy order (the order MiCADO evaluated them in); see `host_groups` for what a workload
+    rule sees. A scaled group's count is `inputs.live_counts[group]`, so a controller that
+    wants MiCADO's order puts this tick's node-group decisions there before deciding
+    workloads. None takes every host group as scaled, in `policy.hosts` order.
     """
     if policy.target_kind == "node_group":
         variables, current, new_state = _node_variables(policy, inputs, state)
         count_var, outputs = "m_node_count", NODE_OUTPUTS
     else:
-        variables, current = _workload_variables(policy, inputs, state, group_of_workload)
+        variables, current = _workload_variables(policy, inputs, state, scaled_groups)
         new_state = TargetState(None, state.stable_since, state.previous_node_count,
                                 state.limits)
         count_var, outputs = "m_container_count", WORKLOAD_OUTPUTS
@@ -114,25 +135,20 @@ def decide(
         ), new_userdata
 
     namespace, queries = rule_namespace(policy, shared, inputs)
-    read = names_read(policy.scaling_rule)
-    # a rule that does not parse reads nothing here: the sandbox reports its syntax error
-    missing = [q for q in queries if inputs.query_results.get(q) is None
-               and read is not None and q in read]
-    missing_note = ""
-    if missing:
-        what = (f"query {missing[0]} returned" if len(missing) == 1
-                else f"queries {', '.join(missing)} returned")
-        if policy.options.get(ON_MISSING_DATA) != "evaluate":
-            return finish(current, f"hold at {current}: {what} no data")
-        missing_note = f" ({what} no data; evaluated anyway, the rule saw None)"
+    held, missing_note = _missing_data(policy, queries, inputs)
+    if held is not None:
+        return finish(current, f"hold at {current}: {held}")
 
     result = evaluate(policy.scaling_rule, {**namespace, **variables, "m_userdata": userdata},
                       list(outputs), timeout=timeout)
     if result.error is not None:
+        # D-rule-error-atomic: nothing the rule assigned is kept, m_userdata included. MiCADO's
+        # asteval stopped at the failing line and MiCADO applied the outputs assigned before it
+        # (evaluator.py at ddcdbe0, policy_keeper.py at e531d3e); half a rule is not a decision
         err = result.error
         where = f" on line {err.line}" if err.line else ""
         return finish(current, f"hold at {current}: the rule failed with a {err.kind} error"
-                               f"{where}: {err.message}", result.log, str(err))
+                               f"{where}: {err.message}{missing_note}", result.log, str(err))
     out = result.outputs
     new_userdata = out.get("m_userdata")
     low, high = policy.min_instances, policy.max_instances
@@ -157,23 +173,30 @@ def decide(
                       drop=kept, new_userdata=new_userdata)
 
     value = out.get(count_var)
-    whole = _whole(value)
+    whole, note = _count(count_var, value)
     if whole is None:
-        message = f"{count_var} must be a whole number, got {value!r}"
-        return finish(current, f"hold at {current}: {message}", result.log,
-                      f"output: {message}")
+        return finish(current, f"hold at {current}: {note}", result.log, f"output: {note}")
+    log = [*result.log, note] if note else result.log
     limited = apply_limits(current, whole, low=low, high=high, options=policy.options,
                            state=state.limits, now=inputs.now)
     new_state.limits = limited.state
     desired = limited.desired
     why = (f"the rule kept {count_var} at {whole}" if whole == count_in
            else f"the rule set {count_var} to {whole}")
-    for note in limited.notes:
-        why += f", {note}"
+    if note:
+        why += f" ({value!r} truncated)"
+    for limit_note in limited.notes:
+        why += f", {limit_note}"
     if current != count_in:
         why += f"; the current size {current} is outside {low}..{high}"
-    return finish(desired, f"{_verb(current, desired)}: {why}{missing_note}", result.log,
+    return finish(desired, f"{_verb(current, desired)}: {why}{missing_note}", log,
                   new_userdata=new_userdata)
+
+
+def scaled_groups(plan: Plan) -> list[str]:
+    """The app's node groups that have a scaling policy, in policy order (the order MiCADO
+    evaluated them in): what `decide` takes as `scaled_groups`."""
+    return [p.target for p in plan.policies if p.target_kind == "node_group"]
 
 
 def rule_namespace(policy: ScalingPolicy, shared: SharedNamespace,
@@ -196,6 +219,33 @@ def rule_namespace(policy: ScalingPolicy, shared: SharedNamespace,
     return {**constants, **queries, **alerts}, list(queries)
 
 
+def _missing_data(policy: ScalingPolicy, queries: list[str], inputs: TickInputs,
+                  ) -> tuple[str | None, str]:
+    """Why the target holds for lack of data (or None), and the note for the reason when the
+    rule runs. Only the queries the rule reads count; a rule that does not parse reads nothing
+    here (the sandbox reports its syntax error)."""
+    read = names_read(policy.scaling_rule)
+    read_queries = [q for q in queries if read is not None and q in read]
+    failed = {q: inputs.failed_queries.get(q, "no answer was given") for q in read_queries
+              if q in inputs.failed_queries or q not in inputs.query_results}
+    empty = [q for q in read_queries if q not in failed and inputs.query_results[q] is None]
+    mode = policy.options.get(ON_MISSING_DATA, HOLD)
+    notes: list[str] = []
+    if failed:
+        why = "; ".join(f"Prometheus could not answer query {q}: {reason}"
+                        for q, reason in failed.items())
+        if mode != EVALUATE:
+            return why, ""
+        notes.append(f"{why}; evaluated anyway with None")
+    if empty:
+        what = (f"query {empty[0]} returned" if len(empty) == 1
+                else f"queries {', '.join(empty)} returned")
+        if mode == HOLD_ON_NO_SERIES:
+            return f"{what} no series", ""
+        notes.append(f"{what} no series: the rule saw None")
+    return None, f" ({'; '.join(notes)})" if notes else ""
+
+
 @lru_cache(maxsize=256)
 def names_read(rule: str) -> frozenset[str] | None:
     """Names the rule loads anywhere, or None if it does not parse (the sandbox reports it)."""
@@ -211,11 +261,18 @@ def names_read(rule: str) -> frozenset[str] | None:
 
 def _node_variables(policy: ScalingPolicy, inputs: TickInputs, state: TargetState,
                     ) -> tuple[dict[str, Any], int, TargetState]:
+    """A node rule's variables; D-node-clock for `m_time_since_node_count_changed`.
+
+    Stable: the group has as many Ready nodes as its target. The clock restarts whenever the
+    group becomes stable again or its node count moved while it stayed stable, so a rule that
+    waits N s after a change waits N s after every change. MiCADO (policy_keeper.py at
+    e531d3e, `collect_inputs_for_nodes`) kept the earlier timestamp when the group went from
+    one stable size straight to another between two ticks, so such a rule added the next node
+    one tick after the last one; and it restarted the clock every tick at zero nodes.
+    """
     nodes = [dict(n) for n in inputs.nodes.get(policy.target, [])]
     current = _first(state.last_count, inputs.live_counts.get(policy.target), len(nodes))
     count = _clamp(current, policy)
-    # stable: the group has as many Ready nodes as its target; the clock restarts whenever the
-    # group becomes stable again or its node count moved while it stayed stable
     stable_since: float | None = None
     if len(nodes) == count:
         stable_since = state.stable_since
@@ -233,15 +290,14 @@ def _node_variables(policy: ScalingPolicy, inputs: TickInputs, state: TargetStat
 
 
 def _workload_variables(policy: ScalingPolicy, inputs: TickInputs, state: TargetState,
-                        group_of_workload: GroupOfWorkload | None,
+                        scaled_groups: Sequence[str] | None,
                         ) -> tuple[dict[str, Any], int]:
-    groups = list(policy.hosts) or list(inputs.nodes)
+    groups, counted, scaled = host_groups(policy, inputs, scaled_groups)
     nodes = [dict(n) for g in groups for n in inputs.nodes.get(g, [])]
-    group = group_of_workload(policy) if group_of_workload else (groups[-1] if groups else None)
     node_count = 0
-    if group is not None:
-        node_count = _first(inputs.live_counts.get(group), None,
-                            len(inputs.nodes.get(group, [])))
+    if counted is not None:
+        ready = len(inputs.nodes.get(counted, []))
+        node_count = _first(inputs.live_counts.get(counted), ready) if scaled else ready
     current = _first(inputs.live_counts.get(policy.target), state.last_count,
                      policy.min_instances)
     variables = {
@@ -250,6 +306,30 @@ def _workload_variables(policy: ScalingPolicy, inputs: TickInputs, state: Target
         "m_container_count": _clamp(current, policy),
     }
     return variables, current
+
+
+def host_groups(policy: ScalingPolicy, inputs: TickInputs,
+                scaled_groups: Sequence[str] | None) -> tuple[list[str], str | None, bool]:
+    """What a workload rule sees (D-container-nodes): the groups whose Ready nodes are its
+    `m_nodes` (its hosts as the compiler resolved them: every node group of the app for an
+    unplaced container, none for one placed on edge devices only; those with a scaling policy
+    first, in MiCADO's order, then the static ones), the group whose count is its
+    `m_node_count`, and whether that group is scaled (count: its size target) or static
+    (count: its Ready nodes).
+
+    MiCADO (policy_keeper.py at e531d3e, `collect_inputs_for_containers`) walked only the node
+    groups that had a scaling policy, in policy order, and kept the clamped target of the last
+    one hosting the container; a static host group gave `m_nodes=[]`, `m_node_count=0`. Here
+    the count is the same whenever a host group is scaled.
+    """
+    hosts = list(policy.hosts)
+    if scaled_groups is None:
+        return hosts, (hosts[-1] if hosts else None), True
+    scaled = [g for g in scaled_groups if g in hosts]
+    static = [g for g in hosts if g not in scaled]
+    if scaled:
+        return scaled + static, scaled[-1], True
+    return static, (static[-1] if static else None), False
 
 
 def _match_nodes(todrop: list[str], nodes: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -283,14 +363,25 @@ def _clamp(count: int, policy: ScalingPolicy) -> int:
     return min(max(count, policy.min_instances), policy.max_instances)
 
 
-def _whole(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
+def _count(name: str, value: Any) -> tuple[int | None, str]:
+    """The count a rule's output asks for and a note: ('' when whole, why it was truncated) or,
+    with None, why it is not a count.
+
+    A fraction is truncated toward zero as MiCADO's int() did (policy_keeper.py at e531d3e:
+    `int(result.get('m_container_count', ...))`). What int() could not convert there (None,
+    NaN, inf) raised out of MiCADO's session; a bool or a string is refused here too, since
+    neither is a count a rule means.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, f"{name} must be a number, got {value!r} ({type(value).__name__})"
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+        return value, ""
+    if not math.isfinite(value):
+        return None, f"{name} must be a finite number, got {value!r}"
+    whole = int(value)
+    if whole == value:
+        return whole, ""
+    return whole, f"{name} = {value!r} is not a whole number: truncated to {whole} as MiCADO did"
 
 
 def _verb(current: int, desired: int) -> str:

@@ -15,31 +15,19 @@ import time
 import traceback
 from typing import Any
 
+from . import rule_numeric
 from .rule_check import SAFE_FORMAT, SAFE_LSHIFT, SAFE_POW, RuleRejected, compile_rule
+from .rule_errors import MAX_INT_BITS, RuleLimit
+from .rule_errors import check_number as _check_number
 
-MAX_INT_BITS = 4096  # results of ** and << beyond this are refused, not computed
 MAX_LOG_LINES = 200
 MAX_LOG_CHARS = 20_000
 MAX_OUTPUT_DEPTH = 32
 READY = "ready"
 
 
-class RuleLimit(Exception):
-    """A rule went past a limit; `kind` says which."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
 class _CpuExceeded(BaseException):
     """Raised from the SIGPROF handler; BaseException so a rule cannot swallow it."""
-
-
-def _check_number(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
-        raise RuleLimit("value", f"a number over {MAX_INT_BITS} bits is not allowed")
-    return value
 
 
 def safe_pow(base: Any, exponent: Any) -> Any:
@@ -136,9 +124,9 @@ def _builtins(log: _Log) -> dict[str, Any]:
                  "sorted", "range", "any", "all", "list", "dict", "tuple", "set", "enumerate",
                  "zip", "reversed", "isinstance", "divmod", "map", "filter"):
         allowed[name] = getattr(builtins, name)
+    allowed.update(rule_numeric.builtins())  # numpy's common functions, ceil/floor/sqrt/...
     allowed.update({
-        "print": log.print, "ceil": math.ceil, "floor": math.floor, "sqrt": math.sqrt,
-        "log": math.log, "exp": math.exp, "time": _Time(),
+        "print": log.print, "time": _Time(),
         "instances_for_deadline": instances_for_deadline, "None": None, "True": True,
         "False": False,
         # exceptions a rule's error may name
@@ -214,7 +202,8 @@ def evaluate_here(code: str, inputs: dict[str, Any], outputs: list[str],
     except Exception as exc:  # the rule's own error, reported with its line
         message = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, NameError):
-            message += " (not an input, constant, query, alert or allowed builtin)"
+            message = (rule_numeric.unavailable_message(exc.name or "") or message
+                       + " (not an input, constant, query, alert or allowed builtin)")
         error = ("runtime", message, _rule_line(exc))
     finally:
         signal.setitimer(signal.ITIMER_PROF, 0)

@@ -54,12 +54,17 @@ def test_all_options() -> None:
                                      "min_instances": 3}]}
 
 
+@pytest.mark.parametrize("mode", ["hold", "evaluate", "hold_on_no_series"])
+def test_every_missing_data_mode_compiles(mode: str) -> None:
+    assert _options(f"          on_missing_data: {mode}\n")["on_missing_data"] == mode
+
+
 @pytest.mark.parametrize(("extra", "expected"), [
     ("          cooldown_up: soon\n",
      "properties.cooldown_up: 'soon' is not a duration"),
     ("          max_step_down: 0\n", "properties.max_step_down: must be a whole number >= 1"),
     ("          on_missing_data: guess\n", "properties.on_missing_data: must be one of hold, "
-                                           "evaluate"),
+                                           "evaluate, hold_on_no_series"),
     ("          dry_run: perhaps\n", "properties.dry_run: must be true or false"),
     ("          schedule: [{cron: '0 25 * * *', duration: 1h, min_instances: 2}]\n",
      "properties.schedule[0].cron: hour '25' must be within 0-23"),

@@ -2,7 +2,7 @@
 
 Each scenario scripts what the controller would observe (nodes, alerts, queries, live counts)
 and checks that the demo rules decide what MiCADO would, plus the deliberate fixes: alerts as
-state, live container counts, holding on missing data and on rule errors.
+state, live container counts, holding on rule errors.
 """
 
 from __future__ import annotations
@@ -260,33 +260,18 @@ def test_nginx_rules_share_userdata_and_scale_vms_when_containers_are_full(nginx
     assert (app_decision.desired, app_decision.changed) == (4, False)
 
 
-def test_missing_query_data_holds_the_target_unless_asked_to_evaluate(nginx: Plan):
+def test_a_query_with_no_series_reaches_the_rule_as_none(nginx: Plan):
+    """The nginx demo's container rule does not guard REQUESTSPERCONT: with no series it fails
+    on None and holds, naming the query (the cases are in test_engine_missing_data.py)."""
     app = policy_of(nginx, "workload")
     inputs = tick(1100, 1, queries={"REQUESTSPERCONT": None, "TIME": 1100.0},
                   live={GROUP: 1, "nginxapp": 2})
     shared_userdata = {"container_count": 2, "time": 1000.0}
-    decision, userdata = decide(app, nginx.shared, inputs, TargetState(), shared_userdata,
-                                evaluate=must_not_run)
+    decision, _ = decide(app, nginx.shared, inputs, TargetState(), shared_userdata)
     assert (decision.current, decision.desired, decision.changed) == (2, 2, False)
-    assert decision.reason == "hold at 2: query REQUESTSPERCONT returned no data"
-    assert decision.error is None and userdata is shared_userdata
-    # an absent result is missing too; both are named
-    decision, _ = decide(app, nginx.shared, tick(0, 1, live={"nginxapp": 2}), TargetState(),
-                         None, evaluate=must_not_run)
-    assert decision.reason == "hold at 2: queries REQUESTSPERCONT, TIME returned no data"
-    # a query the rule does not read does not hold it
-    vm = replace(policy_of(nginx, "node_group"), scaling_rule="m_node_count = 2")
-    decision, _ = decide(vm, nginx.shared, tick(0, 1, live={GROUP: 1}), TargetState(), None)
-    assert decision.desired == 2
-    # on_missing_data: evaluate -> the rule sees None, as in MiCADO
-    vm = replace(vm, options={"on_missing_data": "evaluate"},
-                 scaling_rule="if REQUESTSPERCONT is None:\n  m_node_count = 2\n")
-    decision, _ = decide(vm, nginx.shared, tick(0, 1, queries={"TIME": 5.0},
-                                                live={GROUP: 1}), TargetState(), None)
-    assert decision.desired == 2
-    assert decision.reason == ("scale out 1 -> 2: the rule set m_node_count to 2 (query "
-                               "REQUESTSPERCONT returned no data; evaluated anyway, the rule "
-                               "saw None)")
+    assert decision.error is not None
+    assert decision.reason.endswith("(query REQUESTSPERCONT returned no series: the rule saw "
+                                    "None)")
 
 
 def test_list_queries_are_passed_through(nginx: Plan):
@@ -348,7 +333,7 @@ def test_an_output_that_is_not_a_count_holds(stressng: Plan):
     decision, _ = decide(app, stressng.shared, tick(0, 1, live={"stressng": 2}),
                          TargetState(), None)
     assert decision.desired == 2
-    assert decision.error == "output: m_container_count must be a whole number, got 'three'"
+    assert decision.error == "output: m_container_count must be a number, got 'three' (str)"
     vm = replace(policy_of(stressng, "node_group"), scaling_rule="m_node_count = 2.0")
     decision, _ = decide(vm, stressng.shared, tick(0, 1, live={GROUP: 1}), TargetState(), None)
     assert decision.desired == 2 and decision.error is None
