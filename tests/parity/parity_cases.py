@@ -74,7 +74,7 @@ CASES: list[Case] = [
          why="a v0.7 container-only app with a query: no node set at all",
          ticks=[Tick(0, queries={"SERVICE_CPU": 75.0}), Tick(15), Tick(30),
                 Tick(45, queries={"SERVICE_CPU": 10.0}), Tick(60)]),
-    Case("jqueuer-demo", "tests/parity/adts/jqueuer.yaml", start={"nodes": {G: 0}},
+    Case("jqueuer-demo", "tests/data/micado/jqueuer.yaml", start={"nodes": {G: 0}},
          why="jqueuer demo: COMPLETED and JOBSFAIL have no series until jobs finish; the rule "
              "guards for None and scales the workers out; min_instances '0' is a string",
          ticks=[Tick(0, nodes={G: 0}, queries={
