@@ -26,7 +26,9 @@ What is modelled, not run: Alertmanager (an alert reaches the Policy Keeper when
 firing and again every REPEAT seconds while it fires; the store keeps it until a rule whose
 text names it runs) and the clock (the tick's `now` instead of time.time()). The session is
 run the way perform_one_session runs it: a rule's asteval error ends that rule only (asteval
-prints it), an exception anywhere else ends the session where it happened (`crash`).
+prints it), an exception anywhere else ends the session where it happened (`crash`). Not
+modelled: evaluator.py's 10 s limit (a rule that ran past it raised out of the session too),
+the optimizer (`m_opt_*`) and the `requests` module MiCADO handed every rule.
 """
 
 from __future__ import annotations
