@@ -266,6 +266,15 @@ CASES: list[Case] = [
              "MiCADO's session fails on the missing data section every tick",
          ticks=[Tick(0), Tick(15), Tick(30)],
          differences={"D-micado-crashes": [0, 1, 2]}),
+    Case("none-count-stops-the-session", adt(
+            {G: Policy("if LOAD > 80:\n    m_node_count = None\n", queries={"LOAD": "q"})},
+            {"app": ([G], Policy("m_container_count = 1 if LOAD < 50 else 3\n"))}),
+         start={"nodes": {G: 1}, "replicas": {"app": 1}},
+         why="a node rule that leaves m_node_count None: MiCADO's int() raised and the "
+             "session ended before the container rules; here only that group holds",
+         ticks=[Tick(0, nodes={G: 1}, queries={"LOAD": 10.0}), Tick(15, queries={
+             "LOAD": 90.0}), Tick(30, queries={"LOAD": 10.0})],
+         differences={"D-micado-crashes": [1]}),
     Case("todrop-unknown-node", one_group(
             "m_nodes_todrop = ['ghost-node']\n", max=3),
          start={"nodes": {G: 2}},
