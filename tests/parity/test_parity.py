@@ -29,6 +29,7 @@ from parity_harness import (
 
 from cached_venv import VenvError
 from conftest import REPO, prerequisite
+from micado.policy import engine
 
 SECTION = "### Deliberate differences from MiCADO: scaling rules"
 
@@ -86,6 +87,11 @@ def test_cases_declare_only_the_readme_differences_and_show_them_all():
     assert len(CASES) == len({c.name for c in CASES})
     assert f"runs {len(CASES)} scripted cases" in " ".join(
         (REPO / "README.md").read_text().split())
+
+
+def test_the_engine_names_only_readme_differences():
+    named = set(re.findall(r"\bD-[a-z0-9]+(?:-[a-z0-9]+)*", engine.__doc__ or ""))
+    assert named and named <= set(readme_ids())
 
 
 def test_the_table_shows_each_tick_both_sides_and_the_declared_ids():
