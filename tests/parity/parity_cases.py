@@ -2,8 +2,7 @@
 
 Each case lists, per difference id of the README's "Deliberate differences from MiCADO:
 scaling rules", the ticks at which the two sides must disagree (and every other tick must
-agree). `pending` names a branch whose engine change the case needs, while it is not merged:
-its case is then expected to fail.
+agree).
 """
 
 from __future__ import annotations

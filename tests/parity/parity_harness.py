@@ -117,7 +117,6 @@ class Case:
     why: str = ""  # what the case exercises
     start: dict[str, dict[str, int]] = field(default_factory=dict)  # nodes / replicas
     differences: dict[str, list[int]] = field(default_factory=dict)  # id -> tick indices
-    pending: str = ""  # the helper branch whose engine change this case needs
 
 
 @dataclass

@@ -60,17 +60,7 @@ def side_by_side(case: Case, rows: list[dict[str, Any]]) -> tuple[list[Side], li
     return micado, ours, table(case, ticks, micado, ours)
 
 
-def params() -> list[Any]:
-    out = []
-    for case in CASES:
-        marks = [pytest.mark.xfail(strict=True, reason=f"needs the {case.pending} branch "
-                                   "(issue 11); remove `pending` once merged")
-                 ] if case.pending else []
-        out.append(pytest.param(case, id=case.name, marks=marks))
-    return out
-
-
-@pytest.mark.parametrize("case", params())
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
 def test_micado_and_ours_agree_except_where_declared(
         case: Case, micado_rows: dict[str, list[dict[str, Any]]]):
     micado, ours, text = side_by_side(case, micado_rows[case.name])
