@@ -38,12 +38,15 @@ def venv_python(name: str, requirements: list[str], root: Path | None = None) ->
     stamp = venv / ".complete"
     if stamp.exists():
         return python
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / f"{venv.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building it right now
-        if not stamp.exists():
-            _build(venv, requirements)
-            stamp.write_text("\n".join(requirements) + "\n")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with (root / f"{venv.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building it right now
+            if not stamp.exists():
+                _build(venv, requirements)
+                stamp.write_text("\n".join(requirements) + "\n")
+    except OSError as exc:
+        raise VenvError(f"cannot make {venv}: {exc}") from None
     return python
 
 
