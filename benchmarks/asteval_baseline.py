@@ -90,9 +90,12 @@ class _Interpreter(asteval.Interpreter):
         super().node_assign(node, val)
 
 
-def _evaluate_in_child(code: str, inputs: dict[str, Any], outputs: list[str],
-                       writer: _StdoutQueue) -> dict[str, Any]:
-    """The child's work: a new symbol table and interpreter, the rule, the named outputs."""
+def evaluate_in_child(code: str, inputs: dict[str, Any], outputs: list[str],
+                      writer: Any) -> dict[str, Any]:
+    """The child's work: a new symbol table and interpreter, the rule, the named outputs.
+
+    Also what tests/parity/micado_policy_keeper.py runs for each rule (`writer`: anything
+    with write/flush, where asteval prints the rule's output and its error)."""
     warnings.simplefilter("ignore", FutureWarning)
     warnings.simplefilter("ignore", DeprecationWarning)
     import time as time_module  # the `time` the rule sees, as in MiCADO
@@ -123,7 +126,7 @@ def numpy_submodules_loaded() -> bool:
 def _child_main(result: Any, code: str, inputs: dict[str, Any], outputs: list[str],
                 writer: _StdoutQueue) -> None:
     try:
-        result.put((True, _evaluate_in_child(code, inputs, outputs, writer)))
+        result.put((True, evaluate_in_child(code, inputs, outputs, writer)))
     except Exception as exc:
         result.put((False, exc))
 

@@ -7,26 +7,28 @@ alerts, Ready nodes, live counts), keeps a `TargetState` per target and the app'
 e531d3e, its latest Kubernetes-era version), with these deliberate differences (README,
 "Deliberate differences from MiCADO"):
 
-- alerts are the *current* state (True while firing), not events a rule consumes, so two rules
-  reading one alert in the same tick both see it;
-- `m_container_count` starts from the live replica count, so a manual `kubectl scale` is seen;
-- a query the rule reads that Prometheus could not answer (error, timeout, unreachable) holds
-  the target (unless `options.on_missing_data` is "evaluate"); one answered with no series
-  gives the rule `None` as in MiCADO (unless it is "hold_on_no_series"), and NaN gives `None`
-  too (MiCADO passed NaN, whose comparisons are all False);
-- `m_nodes_todrop` only counts nodes that exist;
+- D-alerts-state: alerts are the *current* state (True while firing), not events a rule
+  consumes, so two rules reading one alert in the same tick both see it;
+- D-live-count: `m_container_count` starts from the live replica count, so a manual
+  `kubectl scale` is seen;
+- D-unanswered-holds: a query the rule reads that Prometheus could not answer (error, timeout,
+  unreachable) holds the target (unless `options.on_missing_data` is "evaluate"); one answered
+  with no series gives the rule `None` as in MiCADO (unless it is "hold_on_no_series"), and
+  NaN gives `None` too (D-nan-none: MiCADO passed NaN, whose comparisons are all False);
+- D-todrop-existing: `m_nodes_todrop` only counts nodes that exist;
 - D-rule-error-atomic: a rule that fails changes nothing: its target holds and `m_userdata`
   stays as it was (MiCADO's asteval stopped at the failing line and MiCADO applied what the
   rule had assigned before it; the other rules ran in both);
 - D-node-clock: `m_time_since_node_count_changed` restarts whenever the group's node count
   changes and it is stable again (MiCADO kept counting from an earlier change when the group
   went from one stable size straight to another), and does not restart every tick for a group
-  at zero nodes;
+  at zero nodes (D-zero-nodes-clock);
 - D-container-nodes: a container rule's `m_nodes` and `m_node_count` include its host groups
   that have no scaling policy (MiCADO gave [] and 0 for those);
 - a count that is not a whole number is truncated toward zero as MiCADO's int() did, with a
   line in the rule's log; one that is not a finite number holds the target (MiCADO's int()
-  raised and skipped the rest of its session: D-micado-crashes).
+  raised and skipped the rest of its session: D-micado-crashes), and so does a bool or a
+  string (D-strict-outputs: MiCADO's int() took True as 1 and '3' as 3).
 """
 
 from __future__ import annotations
