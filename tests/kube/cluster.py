@@ -11,8 +11,10 @@ server is ready, the controllers hold no leases to wait for (leader election is 
 
 from __future__ import annotations
 
+import ctypes
 import secrets
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from kubernetes import client, config
 
 from conftest import REPO, prerequisite
 from integration.prometheus_fixture import free_port, terminate, wait_until
-from kube.controller_identity import install
+from kube.controller_identity import ControllerIdentity, install
 
 BUILD_SCRIPT = REPO / "scripts" / "build-cluster-bins"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -36,6 +38,7 @@ KWOK_STAGES = "kwok-stages.yaml"  # kwok's default node and pod lifecycle, from 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 # a busy 2-core machine: the API server alone can take half a minute to install its APIs
 START_TIMEOUT = 180.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def bins_dir() -> Path:
@@ -52,6 +55,12 @@ def require_bins() -> Path:
                  and all((directory / name).is_file() for name in (*BINARIES, KWOK_STAGES)),
                  f"the control-plane binaries in {directory} (build them: make cluster-bins)")
     return directory
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when pytest dies (a kill -9 of the run must not leave
+    an API server and etcd behind on a shared machine)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _private(path: Path, text: str) -> Path:
@@ -109,7 +118,7 @@ class ControlPlane:
         with (self.root / f"{name}.log").open("wb") as log:
             self.processes[name] = subprocess.Popen(
                 [str(self.bins / name), *args], stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, cwd=self.root)
+                stdin=subprocess.DEVNULL, cwd=self.root, preexec_fn=_die_with_parent)
 
     def _alive(self) -> None:
         for name, process in self.processes.items():
@@ -215,7 +224,11 @@ class KubeCluster:
 
     control_plane: ControlPlane
     admin_kubeconfig: Path
-    controller_kubeconfig: Path  # the micado controller's ServiceAccount, from the role
+    identity: ControllerIdentity  # the micado controller's, from the k3s_server role
+
+    @property
+    def controller_kubeconfig(self) -> Path:
+        return self.identity.kubeconfig
 
     def client(self, kubeconfig_file: Path) -> client.ApiClient:
         return config.new_client_from_config(config_file=str(kubeconfig_file))
@@ -236,7 +249,6 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
     plane = ControlPlane(root, bins).start()
     try:
         admin = config.new_client_from_config(config_file=str(plane.admin_kubeconfig))
-        controller_kubeconfig = install(admin, root, plane.api_port)
-        yield KubeCluster(plane, plane.admin_kubeconfig, controller_kubeconfig)
+        yield KubeCluster(plane, plane.admin_kubeconfig, install(admin, root, plane.api_port))
     finally:
         plane.stop()

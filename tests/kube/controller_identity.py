@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -56,8 +57,19 @@ def render(template: str, dest: Path, variables: dict) -> Path:
     return dest
 
 
-def install(api: client.ApiClient, work: Path, api_port: int) -> Path:
-    """Apply the role's controller manifest; return the controller's kubeconfig from the role."""
+@dataclass(frozen=True)
+class ControllerIdentity:
+    manifest: Path  # the rendered micado-controller.yaml, as applied
+    kubeconfig: Path  # the rendered kubeconfig.j2 (0600): the controller's ServiceAccount token
+
+    def cluster_role(self) -> dict:
+        return next(doc for doc in yaml.safe_load_all(self.manifest.read_text())
+                    if doc and doc["kind"] == "ClusterRole")
+
+
+def install(api: client.ApiClient, work: Path, api_port: int) -> ControllerIdentity:
+    """Apply the role's controller manifest and build the controller's kubeconfig as the role
+    does."""
     defaults = role_defaults()
     manifest = render("micado-controller.yaml.j2", work / "micado-controller.yaml", {})
     utils.create_from_yaml(api, yaml_objects=[
@@ -72,7 +84,8 @@ def install(api: client.ApiClient, work: Path, api_port: int) -> Path:
 
     data = wait_until(filled, TOKEN_TIMEOUT, 0.2)
     assert data, f"the controller manager never filled the Secret {namespace}/{name}"
-    return render("kubeconfig.j2", work / "controller.kubeconfig", {
+    kubeconfig = render("kubeconfig.j2", work / "controller.kubeconfig", {
         "k3s_server_api_port": api_port,
         "k3s_server_controller_secret": {"stdout": json.dumps({"data": data})},
     })
+    return ControllerIdentity(manifest, kubeconfig)

@@ -108,6 +108,37 @@ def allowed(call: Callable[..., object], *args: object) -> bool:
     return True
 
 
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+
+
+def may(api: client.ApiClient, verb: str, group: str, resource: str) -> bool:
+    """The API server's own answer (SelfSubjectAccessReview), cluster-wide."""
+    name, _, sub = resource.partition("/")
+    review = client.AuthorizationV1Api(api).create_self_subject_access_review({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": name,
+                                        "subresource": sub}}})
+    return review.status.allowed
+
+
+def test_controller_may_do_exactly_what_the_rendered_cluster_role_lists(
+        kube_cluster: KubeCluster) -> None:
+    """Every verb on every resource the role names: allowed where a rule lists the verb, denied
+    otherwise, so the binding, the token and the role work together as the template says."""
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in kube_cluster.identity.cluster_role()["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    api = kube_cluster.controller()
+    wrong = [(verb, group, resource, verb in verbs)
+             for (group, resource), verbs in sorted(granted.items()) for verb in VERBS
+             if may(api, verb, group, resource) != (verb in verbs)]
+    assert wrong == [], "(verb, group, resource, expected allowed) answered otherwise"
+    assert not may(api, "list", "", "serviceaccounts")  # not named: nothing
+    assert not may(api, "create", "rbac.authorization.k8s.io", "clusterrolebindings")
+
+
 def test_controller_role_grants_what_an_app_needs(kube_cluster: KubeCluster) -> None:
     api = kube_cluster.controller()
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
