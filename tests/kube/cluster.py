@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from kubernetes import client, config
 from conftest import REPO, prerequisite
 from integration.prometheus_fixture import free_port, terminate, wait_until
 from kube.controller_identity import ControllerIdentity, install
+from micado.adt.k8s.labels import APP, NODE_TYPE
 
 BUILD_SCRIPT = REPO / "scripts" / "build-cluster-bins"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -238,6 +240,20 @@ class KubeCluster:
 
     def controller(self) -> client.ApiClient:
         return self.client(self.controller_kubeconfig)
+
+    def add_node(self, node_type: str, app: str) -> str:
+        """A Node that kwok manages (it becomes Ready), labelled as a MiCADO node group of `app`
+        labels its nodes; its name."""
+        name = f"{node_type}-{uuid.uuid4().hex[:6]}"
+        client.CoreV1Api(self.admin()).create_node({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                         "labels": {NODE_TYPE: node_type, APP: app,
+                                    "kubernetes.io/hostname": name}},
+            "status": {"allocatable": {"cpu": "8", "memory": "16Gi", "pods": "50"},
+                       "capacity": {"cpu": "8", "memory": "16Gi", "pods": "50"}},
+        })
+        return name
 
 
 @pytest.fixture(scope="session")

@@ -14,28 +14,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from integration.prometheus_fixture import wait_until
-from kube.cluster import KWOK_NODE_ANNOTATION, KubeCluster, kube_cluster
-from micado.adt.k8s.labels import APP, NODE_TYPE
+from kube.cluster import KubeCluster, kube_cluster
 from micado.adt.k8s.placement import COMPUTE_KEY, EDGE_KEY, node_affinity
 
 pytestmark = pytest.mark.cluster
 __all__ = ["kube_cluster"]  # the fixture, imported for pytest
 
 READY_TIMEOUT = 120.0
-
-
-def kwok_node(api: client.ApiClient, node_type: str, app: str) -> str:
-    """A Node that kwok manages (it becomes Ready), labelled as a MiCADO node group labels it."""
-    name = f"{node_type}-{uuid.uuid4().hex[:6]}"
-    client.CoreV1Api(api).create_node({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "annotations": {KWOK_NODE_ANNOTATION: "fake"},
-                     "labels": {NODE_TYPE: node_type, APP: app,
-                                "kubernetes.io/hostname": name, "type": "kwok"}},
-        "status": {"allocatable": {"cpu": "8", "memory": "16Gi", "pods": "50"},
-                   "capacity": {"cpu": "8", "memory": "16Gi", "pods": "50"}},
-    })
-    return name
 
 
 def node_ready(api: client.ApiClient, name: str) -> bool:
@@ -65,13 +50,13 @@ def ready_replicas(api: client.ApiClient, namespace: str, name: str) -> int:
 
 def test_kwok_nodes_become_ready(kube_cluster: KubeCluster) -> None:
     admin = kube_cluster.admin()
-    name = kwok_node(admin, "worker", "ready-test")
+    name = kube_cluster.add_node("worker", "ready-test")
     assert wait_until(lambda: node_ready(admin, name), READY_TIMEOUT)
 
 
 def test_controller_deployment_becomes_ready_and_scales(kube_cluster: KubeCluster) -> None:
     """As the controller's ServiceAccount: a namespace, a Deployment, its scale subresource."""
-    kwok_node(kube_cluster.admin(), "worker", "deploy-test")
+    kube_cluster.add_node("worker", "deploy-test")
     api = kube_cluster.controller()
     namespace = app_namespace(api)
     apps = client.AppsV1Api(api)
@@ -84,9 +69,9 @@ def test_controller_deployment_becomes_ready_and_scales(kube_cluster: KubeCluste
 def test_scheduler_places_pods_by_the_compilers_node_affinity(kube_cluster: KubeCluster) -> None:
     admin = kube_cluster.admin()
     app = f"aff-{uuid.uuid4().hex[:6]}"
-    other = kwok_node(admin, "worker-a", app)
-    wanted = kwok_node(admin, "worker-b", app)
-    kwok_node(admin, "worker-b", "another-app")  # same group name, another app: never chosen
+    other = kube_cluster.add_node("worker-a", app)
+    wanted = kube_cluster.add_node("worker-b", app)
+    kube_cluster.add_node("worker-b", "another-app")  # same group name, another app: never chosen
     affinity = node_affinity({COMPUTE_KEY: ["worker-b"], EDGE_KEY: []}, app)
     namespace = app_namespace(admin)
     client.AppsV1Api(admin).create_namespaced_deployment(
@@ -151,7 +136,7 @@ def test_controller_role_grants_what_an_app_needs(kube_cluster: KubeCluster) -> 
 def test_controller_role_denies_what_it_does_not_list(kube_cluster: KubeCluster) -> None:
     api = kube_cluster.controller()
     core = client.CoreV1Api(api)
-    victim = kwok_node(kube_cluster.admin(), "worker", "deny-test")
+    victim = kube_cluster.add_node("worker", "deny-test")
     assert not allowed(core.delete_node, victim)
     assert not allowed(core.delete_namespace, "kube-system")
     assert not allowed(client.RbacAuthorizationV1Api(api).list_cluster_role)
