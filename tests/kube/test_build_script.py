@@ -75,3 +75,22 @@ def test_the_build_never_falls_back_to_version_control(tmp_path: Path) -> None:
     done = run(tmp_path, GOPROXY="direct")
     assert done.returncode != 0
     assert "names no module proxy" in done.stderr
+
+
+def make_dry_run(target: str, tmp_path: Path) -> str:
+    prerequisite(shutil.which("make") is not None, "make")
+    return subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"],
+                          cwd=BUILD_SCRIPT.parents[1], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_make_test_cluster_builds_then_runs_only_the_cluster_tests(tmp_path: Path) -> None:
+    commands = make_dry_run("test-cluster", tmp_path)
+    assert commands.index("scripts/build-cluster-bins") < commands.index("-m cluster tests/kube")
+
+
+def test_make_test_does_not_build_the_cluster_yet(tmp_path: Path) -> None:
+    """The lead decides when the cold build joins CI (README, "Real Kubernetes for tests")."""
+    commands = make_dry_run("test", tmp_path)
+    assert "build-cluster-bins" not in commands
+    assert "-m cluster" not in commands
