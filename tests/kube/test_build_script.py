@@ -16,10 +16,11 @@ MODULE = BUILD_SCRIPT.parent / "cluster-bins"
 
 
 def run(cache: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    prerequisite(shutil.which("go") is not None, "the go command")
-    return subprocess.run([str(BUILD_SCRIPT), *args], capture_output=True, text=True, timeout=120,
-                          check=False, env={**os.environ, "MICADO_CLUSTER_BINS_CACHE": str(cache),
-                                            **env})
+    done = subprocess.run([str(BUILD_SCRIPT), *args], capture_output=True, text=True,
+                          timeout=120, check=False,
+                          env={**os.environ, "MICADO_CLUSTER_BINS_CACHE": str(cache), **env})
+    prerequisite("the go command (Go >= 1.26) is needed" not in done.stderr, "Go >= 1.26")
+    return done
 
 
 def pinned(module: str) -> str:
