@@ -7,7 +7,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-stamp
 EXAMPLES := $(wildcard examples/micado/*.yaml)
 DEMO_OUT ?= build/demo
 
-.PHONY: help venv runtime debian-packages test test-molecule test-site lint demo bench bench-controller collection clean
+.PHONY: help venv runtime debian-packages test test-molecule test-site cluster-bins test-cluster lint demo bench bench-controller collection clean
 
 help:
 	@echo "make demo   validate and render MiCADO's example ADTs"
@@ -16,6 +16,8 @@ help:
 	@echo "make test   set up what is needed and run the whole test suite"
 	@echo "make test-molecule  the collection's molecule scenarios only (podman; part of make test)"
 	@echo "make test-site      site.yml on the four-host test bed, one master and HA (part of make test)"
+	@echo "make cluster-bins   build (or reuse) kube-apiserver, etcd, kwok, ... from the Go module proxy"
+	@echo "make test-cluster   the tests on that real control plane (not part of make test yet)"
 	@echo "make lint   ruff, yamllint, ansible-lint (production profile), ansible-test sanity"
 	@echo "make bench  run the benchmarks (not part of make test)"
 	@echo "make collection  build/micado-core-<version>.tar.gz, the micado wheel inside"
@@ -55,6 +57,14 @@ test-molecule: debian-packages venv
 
 test-site: debian-packages venv
 	$(PY) -m pytest tests/integration/test_site.py tests/integration/test_site_ha.py
+
+# the real control plane from source, cached by version (scripts/build-cluster-bins)
+cluster-bins:
+	scripts/build-cluster-bins
+
+# not part of `make test` yet: the cold build takes long (README, "Real Kubernetes for tests")
+test-cluster: venv cluster-bins
+	$(PY) -m pytest -m cluster tests/kube
 
 # checks only: no tool may write to the tree (no --fix); the last step proves it
 lint: venv
