@@ -2,11 +2,12 @@
 
 It speaks the REST shape the real API server speaks, for the few endpoints MiCADO uses:
 discovery (`/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`, `/version`), list (with
-equality `labelSelector` and `fieldSelector`), get, create (`POST`), delete, server-side apply (`PATCH` with `application/apply-patch+yaml`, `fieldManager` required),
-merge patches, the `/scale` subresource of Deployments and StatefulSets, and the `eviction`
-subresource of Pods (what `kubectl drain` and kubernetes.core.k8s_drain call). Errors are
-`Status` objects with the real codes and reasons. `fail_next()` makes the next requests fail
-(503, 429, ...) to test retries; `requests` records what the client sent.
+equality `labelSelector` and `fieldSelector`), get, create (`POST`), delete, server-side apply
+(`PATCH` with `application/apply-patch+yaml`, `fieldManager` required), merge patches, the
+`/scale` subresource of Deployments and StatefulSets, the `eviction` subresource of Pods (what
+`kubectl drain` and kubernetes.core.k8s_drain call), and `dryRun=All` (checked, not stored).
+Errors are `Status` objects with the real codes and reasons. `fail_next()` makes the next
+requests fail (503, 429, ...) to test retries; `requests` records what the client sent.
 
 As the real server: a `metadata.resourceVersion` in an apply or merge patch body, and
 `preconditions` (resourceVersion, uid) in a delete's body, must match the stored object or the
@@ -15,10 +16,11 @@ label or status changes). `on_request(hook)` runs `hook(method, path)` before a 
 served, to change the cluster between two requests of the client (fault injection).
 
 Not a real API server: no validation, no admission, no controllers (status is whatever a test
-seeds), no watch, no PodDisruptionBudgets (an eviction deletes the pod at once, as the real
-server does for a pod with no budget and a kubelet that has already stopped it), server-side apply replaces the applied object instead
-of tracking field ownership (except `spec.replicas` of scalable kinds, kept when the applied
-object leaves it out, as the real server does once /scale has set it).
+seeds; nothing turns a Secret's stringData into data), no watch, no PodDisruptionBudgets (an
+eviction deletes the pod at once, as the real server does for a pod without a budget whose
+kubelet has stopped it), server-side apply replaces the applied object instead of tracking
+field ownership (except `spec.replicas` of scalable kinds, kept when the applied object leaves
+it out, as the real server does once /scale has set it).
 """
 
 from __future__ import annotations
@@ -244,6 +246,19 @@ class FakeKubeApi:
             hook(method, parts.path)
         if fault is not None:
             return fault, _status(fault, f"injected failure {fault}")
+        if query.get("dryRun") == "All" and method != "GET":
+            # as the real server: everything is checked, nothing is stored
+            with self._lock:
+                saved, versions = copy.deepcopy(self.objects), self._versions
+                self._versions = itertools.count(next(versions))
+            try:
+                result = self._route(method, parts.path, query, content_type, body)
+            except ApiError as e:
+                return e.code, _status(e.code, e.message)
+            finally:
+                with self._lock:
+                    self.objects = saved
+            return (201 if method == "POST" else 200), result
         try:
             result = self._route(method, parts.path, query, content_type, body)
             return (201 if method == "POST" else 200), result

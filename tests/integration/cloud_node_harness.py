@@ -23,7 +23,6 @@ from typing import Any
 
 import boto3
 import yaml
-
 from tests.fakes.kube_api import FakeKubeApi
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,7 +124,7 @@ class Booter:
         self.joined.append(name)
 
     def check_join(self, name: str, user_data: str) -> list[str]:
-        """What is wrong with this VM's join (empty: nothing), as k3s and cloud-init would see it."""
+        """What is wrong with this VM's join (empty: nothing), as k3s and cloud-init see it."""
         if CLUSTER_TOKEN in user_data:
             return ["the cluster's long-lived token is in the user-data"]
         if not user_data.startswith("#cloud-config\n"):

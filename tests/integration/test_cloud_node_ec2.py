@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.conftest import prerequisite
 
 pytestmark = pytest.mark.integration
@@ -40,10 +39,8 @@ def moto_endpoint() -> Any:
 def cloud(moto_endpoint: str, tmp_path: Path) -> Any:
     """A clean EC2, a Kubernetes API, a kubeconfig and a credentials file for one test."""
     import requests
-
     from tests.fakes.kube_api import FakeKubeApi
-    from tests.integration.cloud_node_harness import (
-        Booter, ec2_client, run_scale, write_kubeconfig)
+    from tests.integration.cloud_node_harness import Booter, ec2_client, run_scale, write_kubeconfig
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
@@ -219,6 +216,6 @@ def test_bad_request_fails_clearly_before_any_cloud_call(cloud: Any, extravars: 
     result = cloud.scale(desired, **extravars)
     assert result.status == "failed"
     assert any(says in f for f in failures_of(result)), failures_of(result)
-    assert not any(e["event_data"].get("task", "").startswith("List the group")
+    assert not any(e.get("event_data", {}).get("task", "").startswith("List the group")
                    for e in result.events)
     assert group_instances(cloud.ec2, "shop", "worker") == {}
