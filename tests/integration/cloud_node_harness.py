@@ -79,6 +79,7 @@ class Booter:
     problems: dict[str, list[str]] = field(default_factory=dict)  # name -> what was wrong
     joined: list[str] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)  # every join credential seen
+    hold: threading.Event = field(default_factory=threading.Event)  # set: boot nothing
     _seen: set[str] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -95,6 +96,8 @@ class Booter:
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
+            if self.hold.is_set():
+                continue
             for reservation in self.ec2.describe_instances(Filters=[
                     {"Name": "instance-state-name", "Values": ["running"]}])["Reservations"]:
                 for instance in reservation["Instances"]:
