@@ -207,6 +207,10 @@ def test_check_mode_changes_nothing(cloud: Any) -> None:
     ({"cloud_node_desired": "three"}, "cloud_node_desired"),
     ({"cloud_node_properties": {"instance_type": "t2.micro"}}, "properties.image_id"),
     ({"cloud_node_user_data": "- not\n- a map\n"}, "cloud-config map"),
+    # OpenStack's path checks its request the same way (its cloud runs come with the real
+    # OpenStack services)
+    ({"cloud_node_cloud": "openstack", "cloud_node_properties": {"image_id": "i"}},
+     "cloud_node_os_cloud (the cloud's name in the clouds.yaml"),
 ])
 def test_bad_request_fails_clearly_before_any_cloud_call(cloud: Any, extravars: dict[str, Any],
                                                          says: str) -> None:
