@@ -78,6 +78,7 @@ class Booter:
     never_join: set[str] = field(default_factory=set)
     problems: dict[str, list[str]] = field(default_factory=dict)  # name -> what was wrong
     joined: list[str] = field(default_factory=list)
+    user_data: dict[str, str] = field(default_factory=dict)  # name -> its user-data
     tokens: set[str] = field(default_factory=set)  # every join credential seen
     hold: threading.Event = field(default_factory=threading.Event)  # set: boot nothing
     _seen: set[str] = field(default_factory=set)
@@ -111,6 +112,7 @@ class Booter:
         attr = self.ec2.describe_instance_attribute(InstanceId=instance["InstanceId"],
                                                     Attribute="userData")
         raw = base64.b64decode(attr.get("UserData", {}).get("Value", "")).decode()
+        self.user_data[name] = raw
         problems = self.check_join(name, raw)
         self.problems[name] = problems
         if problems or name in self.never_join:

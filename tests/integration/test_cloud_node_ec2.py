@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from tests.conftest import prerequisite
 
 pytestmark = pytest.mark.integration
@@ -98,6 +99,11 @@ def test_scale_0_3_1_0_joins_drains_and_honours_drop(cloud: Any) -> None:
     assert all(n["state"] == "running" and n["address"] for n in stats["micado_nodes"])
     # one bootstrap token for the run, with an expiry (checked by the booter)
     assert len(cloud.booter.tokens) == 1
+    # the ADT's cloud-config is merged in (append: our join first, then the ADT's commands)
+    cloud_config = yaml.safe_load(cloud.booter.user_data["shop-worker-1"])
+    assert cloud_config["packages"] == ["htop"]
+    assert cloud_config["runcmd"][-1] == "echo adt"
+    assert "k3s" in str(cloud_config["runcmd"][0])
 
     # a pod on the node to drop must be evicted; the Node must go before its VM
     cloud.kube.seed({"apiVersion": "v1", "kind": "Pod",
