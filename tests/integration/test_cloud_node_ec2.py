@@ -7,7 +7,11 @@ VMs "boot" through tests/integration/cloud_node_harness.Booter, which checks eac
 from __future__ import annotations
 
 import importlib.util
-import logging
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +29,34 @@ LABELS = {"micado.eu/node_type": "worker", "micado.eu/app": "shop"}
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint() -> Any:
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """moto's EC2 server in its own process, checking instance types as EC2 does."""
     prerequisite(HAVE, "moto[server], ansible-runner and boto3 (pip install -e '.[test]')")
-    from moto.server import ThreadedMotoServer
+    import requests
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with socket.socket() as probe:  # a free loopback port for the server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                requests.get(f"{url}/moto-api/", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        else:
+            pytest.fail(f"moto_server did not start: {log.read_text()[-2000:]}")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 @pytest.fixture
@@ -43,7 +66,6 @@ def cloud(moto_endpoint: str, tmp_path: Path) -> Any:
     from tests.fakes.kube_api import FakeKubeApi
     from tests.integration.cloud_node_harness import Booter, ec2_client, run_scale, write_kubeconfig
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     credentials = tmp_path / "aws-credentials"
     credentials.write_text(f"[default]\naws_access_key_id = {AWS_KEY_ID}\n"
@@ -229,3 +251,16 @@ def test_bad_request_fails_clearly_before_any_cloud_call(cloud: Any, extravars: 
     assert not any(e.get("event_data", {}).get("task", "").startswith("List the group")
                    for e in result.events)
     assert group_instances(cloud.ec2, "shop", "worker") == {}
+
+
+def test_a_refused_instance_fails_the_run_naming_it_and_the_cloud_error(cloud: Any) -> None:
+    from tests.integration.cloud_node_harness import AMI, REGION, failures_of, stats_of
+
+    result = cloud.scale(2, cloud_node_properties={
+        "image_id": AMI, "instance_type": "t9.enormous", "region_name": REGION})
+    assert result.status == "failed"
+    failures = failures_of(result)
+    assert len(failures) == 1
+    assert failures[0].startswith("EC2 did not start shop-worker-1, shop-worker-2:")
+    assert "t9.enormous" in failures[0]
+    assert stats_of(result) == {"micado_nodes": [], "micado_node_count": 0}
