@@ -1,11 +1,13 @@
 """A small fake Kubernetes API server on 127.0.0.1 for tests (stdlib `http.server`, one thread).
 
 It speaks the REST shape the real API server speaks, for the few endpoints MiCADO uses:
-discovery (`/api/v1`, `/apis/<group>/<version>`), list (with equality `labelSelector`), get,
-delete, server-side apply (`PATCH` with `application/apply-patch+yaml`, `fieldManager` required),
-merge patches, and the `/scale` subresource of Deployments and StatefulSets. Errors are
-`Status` objects with the real codes and reasons. `fail_next()` makes the next requests fail
-(503, 429, ...) to test retries; `requests` records what the client sent.
+discovery (`/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`, `/version`), list (with
+equality `labelSelector` and `fieldSelector`), get, create (`POST`), delete, server-side apply
+(`PATCH` with `application/apply-patch+yaml`, `fieldManager` required), merge patches, the
+`/scale` subresource of Deployments and StatefulSets, the `eviction` subresource of Pods (what
+`kubectl drain` and kubernetes.core.k8s_drain call), and `dryRun=All` (checked, not stored).
+Errors are `Status` objects with the real codes and reasons. `fail_next()` makes the next
+requests fail (503, 429, ...) to test retries; `requests` records what the client sent.
 
 As the real server: a `metadata.resourceVersion` in an apply or merge patch body, and
 `preconditions` (resourceVersion, uid) in a delete's body, must match the stored object or the
@@ -14,9 +16,11 @@ label or status changes). `on_request(hook)` runs `hook(method, path)` before a 
 served, to change the cluster between two requests of the client (fault injection).
 
 Not a real API server: no validation, no admission, no controllers (status is whatever a test
-seeds), no watch, no field selectors, server-side apply replaces the applied object instead
-of tracking field ownership (except `spec.replicas` of scalable kinds, kept when the applied
-object leaves it out, as the real server does once /scale has set it).
+seeds; nothing turns a Secret's stringData into data), no watch, no PodDisruptionBudgets (an
+eviction deletes the pod at once, as the real server does for a pod without a budget whose
+kubelet has stopped it), server-side apply replaces the applied object instead of tracking
+field ownership (except `spec.replicas` of scalable kinds, kept when the applied object leaves
+it out, as the real server does once /scale has set it).
 """
 
 from __future__ import annotations
@@ -102,6 +106,26 @@ def _matches(labels: dict[str, str], selector: str | None) -> bool:
             if labels.get(key.strip()) != value.strip():
                 return False
         elif term and term not in labels:
+            return False
+    return True
+
+
+def _field(obj: dict[str, Any], path: str) -> str:
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+def _fields_match(obj: dict[str, Any], selector: str | None) -> bool:
+    """Field selectors as the real server takes them: `a.b=c,d!=e` on dotted paths."""
+    for term in (selector or "").split(","):
+        term = term.strip()
+        if not term:
+            continue
+        negate = "!=" in term
+        key, value = term.replace("!=", "=").replace("==", "=").split("=", 1)
+        if (_field(obj, key.strip()) == value.strip()) == negate:
             return False
     return True
 
@@ -222,14 +246,30 @@ class FakeKubeApi:
             hook(method, parts.path)
         if fault is not None:
             return fault, _status(fault, f"injected failure {fault}")
+        if query.get("dryRun") == "All" and method != "GET":
+            # as the real server: everything is checked, nothing is stored
+            with self._lock:
+                saved, versions = copy.deepcopy(self.objects), self._versions
+                self._versions = itertools.count(next(versions))
+            try:
+                result = self._route(method, parts.path, query, content_type, body)
+            except ApiError as e:
+                return e.code, _status(e.code, e.message)
+            finally:
+                with self._lock:
+                    self.objects = saved
+            return (201 if method == "POST" else 200), result
         try:
-            return 200, self._route(method, parts.path, query, content_type, body)
+            result = self._route(method, parts.path, query, content_type, body)
+            return (201 if method == "POST" else 200), result
         except ApiError as e:
             return e.code, _status(e.code, e.message)
 
     def _route(self, method: str, path: str, query: dict[str, str], content_type: str | None,
                body: bytes) -> dict[str, Any]:
         segs = [s for s in path.split("/") if s]
+        if method == "GET" and segs in (["api"], ["apis"], ["version"]):
+            return self._root(segs[0])
         if segs[:2] == ["api", "v1"]:
             group, version, rest = "", "v1", segs[2:]
         elif segs[:1] == ["apis"] and len(segs) >= 3:
@@ -253,12 +293,20 @@ class FakeKubeApi:
         if name is None:
             if method == "GET":
                 return self._list(group, plural, kind, api_version, namespace, query)
+            if method == "POST":
+                return self._create(group, plural, kind, api_version, namespace, content_type,
+                                    body)
             raise ApiError(405, f"{method} on a collection is not served by the fake")
         key = (group, plural, namespace, name)
         if sub == ["scale"]:
             if plural not in SCALABLE:
                 raise ApiError(404, f"{kind} has no scale subresource")
             return self._scale(method, key, kind, content_type, body)
+        if sub == ["eviction"] and plural == "pods" and method == "POST":
+            with self._lock:
+                obj = self._existing(key, plural)
+                del self.objects[key]
+            return _status(201, f"pod {name} evicted", success=True, details=obj)
         if sub:
             raise ApiError(404, f"the server could not find the requested resource ({path})")
         if method == "GET":
@@ -280,11 +328,26 @@ class FakeKubeApi:
             return self._patch(key, kind, api_version, query, content_type, body)
         raise ApiError(405, f"{method} is not served by the fake")
 
+    def _root(self, which: str) -> dict[str, Any]:
+        if which == "version":
+            return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-fake"}
+        if which == "api":
+            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        groups = sorted({(g, v) for g, v, _ in RESOURCES if g})
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
+             "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v}} for g, v in groups]}
+
     def _discovery(self, group: str, version: str) -> dict[str, Any]:
-        resources = [{"name": plural, "singularName": kind.lower(), "namespaced": namespaced,
-                      "kind": kind, "verbs": ["get", "list", "patch", "delete"]}
-                     for (g, v, plural), (kind, namespaced) in RESOURCES.items()
-                     if (g, v) == (group, version)]
+        resources: list[dict[str, Any]] = [
+            {"name": plural, "singularName": kind.lower(), "namespaced": namespaced,
+             "kind": kind, "verbs": ["create", "get", "list", "patch", "delete"]}
+            for (g, v, plural), (kind, namespaced) in RESOURCES.items()
+            if (g, v) == (group, version)]
+        if (group, version) == ("", "v1"):
+            resources.append({"name": "pods/eviction", "singularName": "", "namespaced": True,
+                              "group": "policy", "version": "v1", "kind": "Eviction",
+                              "verbs": ["create"]})
         if not resources:
             raise ApiError(404, f"no API group version {group}/{version}")
         return {"kind": "APIResourceList", "apiVersion": "v1",
@@ -303,12 +366,36 @@ class FakeKubeApi:
         with self._lock:
             items = [copy.deepcopy(obj) for (g, p, ns, _), obj in sorted(self.objects.items())
                      if (g, p) == (group, plural) and (not namespace or ns == namespace)
-                     and _matches(obj["metadata"].get("labels") or {}, selector)]
+                     and _matches(obj["metadata"].get("labels") or {}, selector)
+                     and _fields_match(obj, query.get("fieldSelector"))]
         for item in items:  # like the real server: list items carry no apiVersion/kind
             item.pop("apiVersion", None)
             item.pop("kind", None)
         return {"kind": f"{kind}List", "apiVersion": api_version,
                 "metadata": {"resourceVersion": str(next(self._versions))}, "items": items}
+
+    def _create(self, group: str, plural: str, kind: str, api_version: str, namespace: str,
+                content_type: str | None, body: bytes) -> dict[str, Any]:
+        obj = self._body(content_type, body)
+        if not isinstance(obj, dict) or (obj.get("apiVersion"), obj.get("kind")) != (
+                api_version, kind):
+            raise ApiError(400, f"the body must be a {api_version} {kind}")
+        meta = obj.setdefault("metadata", {})
+        name = meta.get("name")
+        if not name:
+            raise ApiError(422, f"{kind} is invalid: metadata.name: Required value")
+        if meta.get("namespace", namespace) != namespace:
+            raise ApiError(400, "the namespace of the provided object does not match the "
+                                "namespace sent on the request")
+        if namespace:
+            meta["namespace"] = namespace
+        key = (group, plural, namespace, name)
+        with self._lock:
+            if key in self.objects:
+                raise ApiError(409, f'{plural} "{name}" already exists')
+            meta.pop("resourceVersion", None)
+            self.objects[key] = self._stamp(copy.deepcopy(obj), None)
+            return copy.deepcopy(self.objects[key])
 
     def _body(self, content_type: str | None, body: bytes) -> Any:
         try:

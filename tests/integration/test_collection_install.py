@@ -77,6 +77,7 @@ def test_the_tarball_ships_the_playbooks_and_the_controller_wheel(tarball: Path)
     with tarfile.open(tarball) as tar:
         names = set(tar.getnames())
     assert {"playbooks/site.yml", "playbooks/upgrade.yml", "playbooks/reset.yml",
+            "playbooks/scale_nodes.yml", "roles/cloud_node/meta/argument_specs.yml",
             f"roles/controller/files/{WHEEL}",
             "roles/controller/files/micado_wheelhouse.py"} <= names
     for unwanted in ("extensions/molecule", "tests/output", "__pycache__"):
@@ -85,7 +86,7 @@ def test_the_tarball_ships_the_playbooks_and_the_controller_wheel(tarball: Path)
                 / "controller" / "files" / WHEEL).exists(), "the build wrote into the checkout"
 
 
-@pytest.mark.parametrize("name", ["site", "upgrade", "reset"])
+@pytest.mark.parametrize("name", ["site", "upgrade", "reset", "scale_nodes"])
 def test_the_installed_collection_runs_its_playbooks_by_name(installed: Path, name: str) -> None:
     """Away from the repository (no ansible.cfg, no collections/ next to it)."""
     env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}

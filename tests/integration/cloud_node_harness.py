@@ -1,0 +1,239 @@
+"""The world micado.core.scale_nodes runs in for tests: moto's EC2 on loopback, a Kubernetes API
+(any, through a kubeconfig; today tests/fakes/kube_api.py), and a "cloud" that boots VMs.
+
+A booted VM joins the way a real one would: `Booter` watches EC2 for new instances, reads
+their user-data, checks it carries the k3s join (server URL, a bootstrap token that exists in
+the API and expires, the node labels, never the cluster's long-lived token) and then registers
+the Node as the kubelet would (Ready, with the labels). Instances named in `never_join` stay
+silent, as a VM whose boot failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+from tests.fakes.kube_api import FakeKubeApi
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK = REPO / "playbooks" / "scale_nodes.yml"
+REGION = "us-east-1"
+AMI = "ami-12c6146b"  # one of moto's fake images
+CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
+# what a k3s server's long-lived token looks like; the harness fails a VM that carries it
+CLUSTER_TOKEN = "K10cafe::server:long-lived-cluster-secret"
+CA_PEM = "-----BEGIN CERTIFICATE-----\nTUlDQURPIHRlc3QgQ0E=\n-----END CERTIFICATE-----\n"
+
+
+def ec2_client(endpoint: str) -> Any:
+    return boto3.client("ec2", endpoint_url=endpoint, region_name=REGION,
+                        aws_access_key_id="harness", aws_secret_access_key="harness")
+
+
+def group_instances(ec2: Any, app: str, group: str,
+                    states: tuple[str, ...] = ("pending", "running")) -> dict[str, dict[str, Any]]:
+    """Instance name -> instance, for the group's live instances."""
+    out = {}
+    pages = ec2.describe_instances(Filters=[
+        {"Name": "tag:micado.eu/app", "Values": [app]},
+        {"Name": "tag:micado.eu/group", "Values": [group]},
+        {"Name": "instance-state-name", "Values": list(states)}])
+    for reservation in pages["Reservations"]:
+        for instance in reservation["Instances"]:
+            tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+            out[tags.get("Name", instance["InstanceId"])] = instance
+    return out
+
+
+def write_kubeconfig(path: Path, server: str, token: str) -> Path:
+    ca = base64.b64encode(CA_PEM.encode()).decode()
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": server,
+                                                  "certificate-authority-data": ca}}],
+        "users": [{"name": "admin", "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}]}))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class Booter:
+    """Boots EC2 instances into Kubernetes Nodes, checking their join on the way."""
+
+    ec2: Any
+    kube: FakeKubeApi
+    server_url: str
+    labels: dict[str, str]
+    never_join: set[str] = field(default_factory=set)
+    problems: dict[str, list[str]] = field(default_factory=dict)  # name -> what was wrong
+    joined: list[str] = field(default_factory=list)
+    user_data: dict[str, str] = field(default_factory=dict)  # name -> its user-data
+    tokens: set[str] = field(default_factory=set)  # every join credential seen
+    hold: threading.Event = field(default_factory=threading.Event)  # set: boot nothing
+    _seen: set[str] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Booter:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            if self.hold.is_set():
+                continue
+            for reservation in self.ec2.describe_instances(Filters=[
+                    {"Name": "instance-state-name", "Values": ["running"]}])["Reservations"]:
+                for instance in reservation["Instances"]:
+                    if instance["InstanceId"] not in self._seen:
+                        self._seen.add(instance["InstanceId"])
+                        self._boot(instance)
+
+    def _boot(self, instance: dict[str, Any]) -> None:
+        tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+        name = tags.get("Name", instance["InstanceId"])
+        attr = self.ec2.describe_instance_attribute(InstanceId=instance["InstanceId"],
+                                                    Attribute="userData")
+        raw = base64.b64decode(attr.get("UserData", {}).get("Value", "")).decode()
+        self.user_data[name] = raw
+        problems = self.check_join(name, raw)
+        self.problems[name] = problems
+        if problems or name in self.never_join:
+            return
+        self.kube.seed({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {
+                **self.labels, "kubernetes.io/hostname": name}},
+            "spec": {"providerID": f"aws:///{REGION}a/{instance['InstanceId']}"},
+            "status": {"conditions": [{"type": "Ready", "status": "True",
+                                       "reason": "KubeletReady"}],
+                       "addresses": [{"type": "InternalIP",
+                                      "address": instance.get("PrivateIpAddress", "")}]}})
+        self.joined.append(name)
+
+    def check_join(self, name: str, user_data: str) -> list[str]:
+        """What is wrong with this VM's join (empty: nothing), as k3s and cloud-init see it."""
+        if CLUSTER_TOKEN in user_data:
+            return ["the cluster's long-lived token is in the user-data"]
+        if not user_data.startswith("#cloud-config\n"):
+            return ["the user-data is not a cloud-config"]
+        cloud_config = yaml.safe_load(user_data)
+        files = {f.get("path"): f for f in cloud_config.get("write_files", [])}
+        if CONFIG_PATH not in files:
+            return [f"no {CONFIG_PATH} in write_files"]
+        config = yaml.safe_load(files[CONFIG_PATH]["content"])
+        problems = []
+        if config.get("server") != self.server_url:
+            problems.append(f"server is {config.get('server')!r}")
+        if config.get("node-name") != name:
+            problems.append(f"node-name is {config.get('node-name')!r}")
+        wanted = sorted(f"{k}={v}" for k, v in self.labels.items())
+        if sorted(config.get("node-label") or []) != wanted:
+            problems.append(f"node-label is {config.get('node-label')!r}, not {wanted}")
+        problems += self._check_token(str(config.get("token", "")))
+        return problems
+
+    def _check_token(self, token: str) -> list[str]:
+        """A k3s token K10<sha256 of the CA>::<id>.<secret> whose bootstrap Secret is valid."""
+        self.tokens.add(token)
+        prefix, _, credential = token.rpartition("::")
+        if prefix != "K10" + hashlib.sha256(CA_PEM.encode()).hexdigest():
+            return [f"token prefix {prefix!r} is not K10 + the CA's sha256"]
+        token_id, _, secret = credential.partition(".")
+        stored = self.kube.get("", "secrets", "kube-system", f"bootstrap-token-{token_id}")
+        if stored is None:
+            return [f"no bootstrap token Secret for token id {token_id!r}"]
+        data = {**{k: base64.b64decode(v).decode() for k, v in stored.get("data", {}).items()},
+                **stored.get("stringData", {})}
+        problems = []
+        if stored.get("type") != "bootstrap.kubernetes.io/token":
+            problems.append(f"Secret type {stored.get('type')!r}")
+        if data.get("token-id") != token_id or data.get("token-secret") != secret:
+            problems.append("the Secret's token-id/token-secret do not match the token")
+        if data.get("usage-bootstrap-authentication") != "true":
+            problems.append("the token is not usable for authentication")
+        try:
+            expires = datetime.fromisoformat(data["expiration"].replace("Z", "+00:00"))
+        except (KeyError, ValueError):
+            return [*problems, f"bad or missing expiration {data.get('expiration')!r}"]
+        left = (expires - datetime.now(UTC)).total_seconds()
+        if not 0 < left < 24 * 3600:
+            problems.append(f"the token expires in {left:.0f} s, not within a day")
+        return problems
+
+
+def run_scale(private_data_dir: Path, endpoint: str, credentials_file: Path,
+              kubeconfig: Path, desired: int, *, cmdline: str | None = None,
+              **extravars: Any) -> Any:
+    """One run of micado.core.scale_nodes through ansible-runner, as the controller runs it."""
+    import ansible_runner
+
+    private_data_dir.mkdir(parents=True, exist_ok=True)
+    request: dict[str, Any] = {
+        "cloud_node_app": "shop", "cloud_node_group": "worker", "cloud_node_cloud": "ec2",
+        "cloud_node_properties": {"image_id": AMI, "instance_type": "t2.micro",
+                                  "region_name": REGION},
+        "cloud_node_desired": desired, "cloud_node_drop": [],
+        "cloud_node_labels": {"micado.eu/node_type": "worker", "micado.eu/app": "shop"},
+        "cloud_node_operation": "op-1", "cloud_node_kubeconfig": str(kubeconfig),
+        "cloud_node_server_url": "https://10.1.0.1:6443", "cloud_node_ready_timeout": 60,
+        "cloud_node_ready_poll": 1, "cloud_node_drain_timeout": 30,
+        "cloud_node_user_data": "packages: [htop]\nruncmd:\n  - echo adt\n",
+    }
+    request.update(extravars)
+    venv_bin = Path(sys.executable).parent
+    envvars = {
+        "AWS_ENDPOINT_URL": endpoint, "AWS_SHARED_CREDENTIALS_FILE": str(credentials_file),
+        "AWS_DEFAULT_REGION": REGION, "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
+        "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+        # no inherited keys or profile: the credentials file alone
+        "AWS_PROFILE": "default",
+    }
+    return ansible_runner.run(private_data_dir=str(private_data_dir), playbook=str(PLAYBOOK),
+                              extravars=request, envvars=envvars, quiet=True, cmdline=cmdline,
+                              rotate_artifacts=0)
+
+
+def stats_of(result: Any) -> dict[str, Any]:
+    """What the playbook reported with set_stats (micado_nodes, micado_node_count)."""
+    for event in result.events:
+        if event["event"] == "playbook_on_stats":
+            return event["event_data"].get("artifact_data") or {}
+    return {}
+
+
+def failures_of(result: Any) -> list[str]:
+    return [str((e["event_data"].get("res") or {}).get("msg", ""))
+            for e in result.events if e["event"] == "runner_on_failed"
+            and not e["event_data"].get("ignore_errors")]
+
+
+def changed_tasks(result: Any) -> list[str]:
+    return [e["event_data"].get("task", "") for e in result.events
+            if e["event"] == "runner_on_ok" and (e["event_data"].get("res") or {}).get("changed")]
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
