@@ -105,7 +105,7 @@ def test_scale_0_3_1_0_joins_drains_and_honours_drop(cloud: Any) -> None:
 
     result = cloud.scale(3)
     assert_ok(result)
-    names = {"shop-worker-1", "shop-worker-2", "shop-worker-3"}
+    names = {"worker-shop-1", "worker-shop-2", "worker-shop-3"}
     vms = group_instances(cloud.ec2, "shop", "worker")
     assert set(vms) == names
     for name, vm in vms.items():
@@ -122,7 +122,7 @@ def test_scale_0_3_1_0_joins_drains_and_honours_drop(cloud: Any) -> None:
     # one bootstrap token for the run, with an expiry (checked by the booter)
     assert len(cloud.booter.tokens) == 1
     # the ADT's cloud-config is merged in (append: our join first, then the ADT's commands)
-    cloud_config = yaml.safe_load(cloud.booter.user_data["shop-worker-1"])
+    cloud_config = yaml.safe_load(cloud.booter.user_data["worker-shop-1"])
     assert cloud_config["packages"] == ["htop"]
     assert cloud_config["runcmd"][-1] == "echo adt"
     assert "k3s" in str(cloud_config["runcmd"][0])
@@ -133,11 +133,11 @@ def test_scale_0_3_1_0_joins_drains_and_honours_drop(cloud: Any) -> None:
                                   "ownerReferences": [{"apiVersion": "apps/v1",
                                                        "kind": "ReplicaSet", "name": "web",
                                                        "uid": "1", "controller": True}]},
-                     "spec": {"nodeName": "shop-worker-1", "containers": [
+                     "spec": {"nodeName": "worker-shop-1", "containers": [
                          {"name": "web", "image": "nginx"}]}, "status": {"phase": "Running"}})
     cloud.kube.seed({"apiVersion": "v1", "kind": "Pod",
                      "metadata": {"name": "db-1", "namespace": "default"},
-                     "spec": {"nodeName": "shop-worker-2", "containers": [
+                     "spec": {"nodeName": "worker-shop-2", "containers": [
                          {"name": "db", "image": "postgres"}]}, "status": {"phase": "Running"}})
     vm_alive_when_node_deleted: dict[str, bool] = {}
 
@@ -148,19 +148,19 @@ def test_scale_0_3_1_0_joins_drains_and_honours_drop(cloud: Any) -> None:
                 cloud.ec2, "shop", "worker", ("running",))
 
     cloud.kube.on_request(on_request)
-    result = cloud.scale(1, cloud_node_drop=["shop-worker-1", "not-in-this-group"])
+    result = cloud.scale(1, cloud_node_drop=["worker-shop-1", "not-in-this-group"])
     assert_ok(result)
     # drop first, then the newest index
-    assert set(group_instances(cloud.ec2, "shop", "worker")) == {"shop-worker-2"}
-    assert node_names(cloud.kube) == {"shop-worker-2"}
-    assert vm_alive_when_node_deleted == {"shop-worker-1": True, "shop-worker-3": True}
+    assert set(group_instances(cloud.ec2, "shop", "worker")) == {"worker-shop-2"}
+    assert node_names(cloud.kube) == {"worker-shop-2"}
+    assert vm_alive_when_node_deleted == {"worker-shop-1": True, "worker-shop-3": True}
     assert cloud.kube.get("", "pods", "default", "web-1") is None
     assert cloud.kube.get("", "pods", "default", "db-1") is not None
     evictions = [r.path for r in cloud.kube.requests if r.path.endswith("/eviction")]
     assert evictions == ["/api/v1/namespaces/default/pods/web-1/eviction"]
     cordons = [r for r in cloud.kube.requests
-               if r.method == "PATCH" and r.path == "/api/v1/nodes/shop-worker-1"]
-    assert cordons, "shop-worker-1 was not cordoned"
+               if r.method == "PATCH" and r.path == "/api/v1/nodes/worker-shop-1"]
+    assert cordons, "worker-shop-1 was not cordoned"
     assert stats_of(result)["micado_node_count"] == 1
 
     result = cloud.scale(0)
@@ -177,7 +177,7 @@ def test_rerun_at_the_same_size_changes_nothing(cloud: Any) -> None:
     assert_ok(cloud.scale(2))
     before = {n: v["InstanceId"] for n, v in group_instances(cloud.ec2, "shop", "worker").items()}
     secrets = {k for k in cloud.kube.objects if k[1] == "secrets"}
-    result = cloud.scale(2, cloud_node_drop=["shop-worker-1"])  # drop only applies to a shrink
+    result = cloud.scale(2, cloud_node_drop=["worker-shop-1"])  # drop only applies to a shrink
     assert_ok(result)
     assert changed_tasks(result) == []
     assert result.stats["changed"] == {}
@@ -190,17 +190,17 @@ def test_rerun_at_the_same_size_changes_nothing(cloud: Any) -> None:
 def test_a_vm_that_never_joins_fails_the_run_naming_it(cloud: Any) -> None:
     from tests.integration.cloud_node_harness import failures_of, group_instances, stats_of
 
-    cloud.booter.never_join.add("shop-worker-2")
+    cloud.booter.never_join.add("worker-shop-2")
     result = cloud.scale(2, cloud_node_ready_timeout=4)
     assert result.status == "failed"
     failures = failures_of(result)
     assert len(failures) == 1
-    assert "shop-worker-2" in failures[0] and "shop-worker-1" not in failures[0]
+    assert "worker-shop-2" in failures[0] and "worker-shop-1" not in failures[0]
     assert "4 s" in failures[0]
-    assert cloud.booter.problems["shop-worker-2"] == []  # its user-data was right
-    assert node_names(cloud.kube) == {"shop-worker-1"}
+    assert cloud.booter.problems["worker-shop-2"] == []  # its user-data was right
+    assert node_names(cloud.kube) == {"worker-shop-1"}
     # the report still comes, with both VMs: the controller decides what to do with the silent one
-    assert set(group_instances(cloud.ec2, "shop", "worker")) == {"shop-worker-1", "shop-worker-2"}
+    assert set(group_instances(cloud.ec2, "shop", "worker")) == {"worker-shop-1", "worker-shop-2"}
     assert stats_of(result)["micado_node_count"] == 2
 
 
@@ -261,6 +261,6 @@ def test_a_refused_instance_fails_the_run_naming_it_and_the_cloud_error(cloud: A
     assert result.status == "failed"
     failures = failures_of(result)
     assert len(failures) == 1
-    assert failures[0].startswith("EC2 did not start shop-worker-1, shop-worker-2:")
+    assert failures[0].startswith("EC2 did not start worker-shop-1, worker-shop-2:")
     assert "t9.enormous" in failures[0]
     assert stats_of(result) == {"micado_nodes": [], "micado_node_count": 0}
