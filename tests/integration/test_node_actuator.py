@@ -169,6 +169,31 @@ def test_a_failed_run_backs_off_with_its_reason_then_is_retried(bed: Bed) -> Non
     assert [line.split()[0] for line in bed.log()].count("start") >= 2
 
 
+def test_status_says_when_a_failed_operation_is_retried_and_why(tmp_path: Path) -> None:
+    bed = make_bed(tmp_path, backoff_seconds=600.0, backoff_max_seconds=1800.0)
+    try:
+        (bed.root / "fail-workers").write_text("instance stuck in BUILD")
+        op = bed.op("workers", 1)
+        bed.actuator.start(op, group_spec("workers"), [])
+        bed.wait("the failure event", lambda: bed.events("action_failed"))
+        assert "backing off 600 s" in bed.events("action_failed")[0]
+        why = bed.actuator.describe(op) or ""
+        assert why.startswith("backing off after a failure, retried in "), why
+        assert why.endswith("s: localhost failed: Fail as the test asked: instance stuck in "
+                            "BUILD"), why
+        group = bed.actuator.groups("app")[0]
+        assert group["waiting_op"] == op.op_id and group["running_op"] is None
+        assert group["backoff_until"] is not None and group["failures"] == 1
+        newer = bed.op("workers", 2)  # a newer decision waits for the backoff too
+        bed.actuator.start(newer, group_spec("workers"), [])
+        assert bed.result(op).error == (f"superseded by operation {newer.op_id}")
+        assert (bed.actuator.describe(newer) or "").startswith("backing off after a failure")
+        assert [line.split()[0] for line in bed.log()] == ["start"]
+    finally:
+        bed.actuator.close()
+        bed.store.close()
+
+
 def test_a_run_past_the_maximum_provisioning_time_is_cancelled(tmp_path: Path) -> None:
     bed = make_bed(tmp_path, max_provisioning_seconds=3.0)
     try:
