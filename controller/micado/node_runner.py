@@ -217,6 +217,10 @@ class AnsibleNodeActuator:
                 job = state.waiting
                 if job is None or state.running is not None or state.backoff_until > now:
                     continue
+                stored = self.store.get_operation(job.op.op_id)
+                if stored is None or not stored.pending:  # its app was deleted meanwhile
+                    state.waiting = None
+                    continue
                 state.waiting, state.running = None, job
                 job.started = now
                 job.deadline = now + self.config.max_provisioning_seconds
@@ -414,6 +418,8 @@ class AnsibleNodeActuator:
             elif job.cancel is not None:  # past the maximum provisioning time
                 self._results[op.op_id] = NodeResult(None, job.cancel)
                 self._back_off(state, job.cancel)
+            elif self.store.get_operation(op.op_id) is None:
+                return  # its app was deleted while it ran: nobody polls for the result
             elif error is None and status == "successful":
                 result = _result_of(job.stats)
                 self._results[op.op_id] = result

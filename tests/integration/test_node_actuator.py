@@ -266,3 +266,21 @@ def test_an_operation_pending_from_before_a_restart_is_run_again(bed: Bed) -> No
     assert bed.result(op).nodes == 2
     extravars = yaml.safe_load(next((bed.root / "nodes").rglob("env/extravars")).read_text())
     assert extravars["cloud_node_cloud"] == "openstack"
+
+
+def test_the_operations_of_a_deleted_app_are_dropped(bed: Bed) -> None:
+    (bed.root / "sleep-workers").write_text("3")
+    running, waiting = bed.op("workers", 1), bed.op("workers", 2)
+    bed.actuator.start(running, group_spec("workers"), [])
+    bed.actuator.start(waiting, group_spec("workers"), [])
+    bed.wait("the run to start", lambda: bed.log())
+    bed.store.delete_app("app")  # its operations go with it
+    bed.wait("the run to end", lambda: not bed.actuator.groups("app")[0]["running_op"])
+    bed.store.put_app("other", "adt", {}, {"app_id": "other"}, status="running")
+    other = bed.store.get_operation(bed.store.begin_operation("other", "vms", "resize", 1, "o"))
+    assert other is not None
+    bed.actuator.start(other, group_spec("vms"), [])
+    assert bed.result(other).nodes == 1
+    assert [line for line in bed.log() if line.startswith("start")] == [
+        f"start app/workers {running.op_id}", f"start other/vms {other.op_id}"]
+    assert bed.actuator.groups("app")[0]["waiting_op"] is None
