@@ -148,7 +148,16 @@ def test_a_run_reports_the_node_count_and_its_events(bed: Bed,
         assert ENV_SECRET.encode() not in content, path
 
 
-def test_a_failed_run_backs_off_with_its_reason_then_is_retried(bed: Bed) -> None:
+def test_a_failed_run_backs_off_with_its_reason_then_is_retried(tmp_path: Path) -> None:
+    bed = make_bed(tmp_path, keep_runs=1)
+    try:
+        failed_then_retried(bed)
+    finally:
+        bed.actuator.close()
+        bed.store.close()
+
+
+def failed_then_retried(bed: Bed) -> None:
     (bed.root / "fail-workers").write_text("the cloud refused: quota exceeded")
     op = bed.op("workers", 3)
     bed.actuator.start(op, group_spec("workers"), [])
@@ -166,7 +175,11 @@ def test_a_failed_run_backs_off_with_its_reason_then_is_retried(bed: Bed) -> Non
     result = bed.result(op)
     assert result.nodes == 3 and result.error is None
     assert bed.actuator.groups("app")[0]["failures"] == 0
-    assert [line.split()[0] for line in bed.log()].count("start") >= 2
+    starts = [line.split()[0] for line in bed.log()].count("start")
+    assert starts >= 2
+    # keep_runs=1: only the last run's private data dir is kept
+    assert [p.name for p in (bed.root / "nodes" / "app" / "workers").iterdir()] == [
+        f"op{op.op_id}-{starts}"]
 
 
 def test_status_says_when_a_failed_operation_is_retried_and_why(tmp_path: Path) -> None:
