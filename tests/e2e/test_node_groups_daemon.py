@@ -1,7 +1,8 @@
 """The controller daemon with the ansible-runner node actuator configured: an app whose node
 group's rule asks for 2 nodes runs the scale_nodes playbook (the test stand-in in
 tests/data/nodes/) through ansible-runner, the operation finishes, and its runner events show in
-`micado events` and `micado status`. Secrets in the daemon's environment and credentials file
+`micado events` and `micado status`; a failing run shows its failure and backoff in
+`micado status` until it succeeds. Secrets in the daemon's environment and credentials file
 reach no artefact."""
 
 from __future__ import annotations
@@ -60,14 +61,22 @@ def test_a_node_group_scaled_from_0_to_2_runs_the_playbook(tmp_path: Path) -> No
         daemon = Daemon(tmp_path, kube.url, prometheus.url, tmp_path / "rules",
                         tmp_path / "targets", tick_seconds=1.0,
                         nodes={"server_url": "https://10.0.0.1:6443", "playbook": str(PLAYBOOK),
-                               "aws_credentials_file": str(credentials)},
+                               "aws_credentials_file": str(credentials),
+                               "backoff_seconds": 1, "backoff_max_seconds": 2},
                         env={"AWS_SECRET_ACCESS_KEY": ENV_SECRET})
         daemon.start()
         try:
             adt = tmp_path / "app.yaml"
             adt.write_text(ADT)
+            (tmp_path / "fail-workers").write_text("quota exceeded")
             done = daemon.cli("start", str(adt), "--id", "vms")
             assert done.returncode == 0, done.stderr
+            wait_for(lambda: daemon.events("action_failed"), 120, "a failed run")
+            shown = daemon.cli("status", "vms").stdout
+            assert ("failure(s), last: localhost failed: Fail as the test asked: "
+                    "quota exceeded;") in shown, shown
+            assert "  pending operations:\n    #" in shown, shown
+            (tmp_path / "fail-workers").unlink()
 
             def finished() -> list[dict]:
                 return [e for e in daemon.events("action") if "done, 2 nodes" in e["message"]]
