@@ -463,6 +463,9 @@ class AppManager:
             message = f"node group {group['name']} -> 0"
             if not self.nodes.configured:
                 message += f": {getattr(self.nodes, 'reason', 'not carried out')}"
+            else:  # the operations go with the app: nothing would carry this one out
+                message += (f": not carried out at deletion yet; delete its VMs (tag "
+                            f"micado.eu/app={app_id}) in the cloud")
             notes.append(message)
         self.store.delete_app(app_id)
         self.store.add_event(app_id, "deleted",

@@ -97,6 +97,11 @@ def test_a_node_group_scaled_from_0_to_2_runs_the_playbook(tmp_path: Path) -> No
             as_json = daemon.cli("events", "--app", "vms", "--limit", "1000", "--json")
             kinds = {e["kind"] for e in json.loads(as_json.stdout)["events"]}
             assert {"operation", "runner", "action"} <= kinds
+            stopped = daemon.cli("stop", "vms")
+            assert stopped.returncode == 0, stopped.stderr
+            deleted = wait_for(lambda: daemon.events("deleted"), 30, "the app's deletion")
+            assert ("node group workers -> 0: not carried out at deletion yet; delete its VMs "
+                    "(tag micado.eu/app=vms) in the cloud") in deleted[0]["message"]
             assert daemon.stop() == 0
         finally:
             daemon.kill()
