@@ -108,6 +108,8 @@ class AnsibleNodeActuator:
         self._groups: dict[GroupKey, _GroupState] = {}
         self._results: dict[int, NodeResult] = {}
         self._closed = False
+        # operations recorded before this: a previous process's, which nobody will `start`
+        self._born = wall()
         # ansible-runner runs `ansible-playbook` from $PATH: this one's directory comes first
         self.bin_dir = str(Path(config.ansible_playbook or _default_ansible_playbook()).parent)
         self.first_task_latency: list[float] = []  # seconds from start to the first task
@@ -125,8 +127,9 @@ class AnsibleNodeActuator:
             result = self._results.pop(op.op_id, None)
             if result is not None:
                 return result
-            if not self._closed and not self._holds(op):
-                # pending in the store, unknown here: started before a restart; run it again
+            if not self._closed and not self._holds(op) and op.started_at < self._born:
+                # pending from before a restart: run it again (a newer one gets `start`ed by
+                # whoever recorded it, with its nodes to drop)
                 self._enqueue(_Job(op, self._spec_from_store(op), []))
         self._pump()
         return None
