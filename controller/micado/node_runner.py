@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
+import psutil
 import yaml
 
 from .adt.model import NodeGroup, plan_from_dict
@@ -66,6 +67,7 @@ class _Job:
     stats: dict[str, Any] | None = None
     failure: str | None = None  # the last failed task, as the event said it
     first_task_seen: bool = False
+    killed: bool = False
     fatal: bool = False  # the run cannot happen at all: fail, never retry
     data_dir: Path | None = None
 
@@ -358,7 +360,11 @@ class AnsibleNodeActuator:
             if job.cancel is None and self._clock() > job.deadline:
                 job.cancel = (f"cancelled: the run took longer than the maximum provisioning "
                               f"time ({self.config.max_provisioning_seconds:g} s)")
-            return job.cancel is not None
+            cancel, kill = job.cancel is not None, job.cancel is not None and not job.killed
+            job.killed = job.killed or kill
+        if kill and job.data_dir is not None:
+            _kill_tree(str(job.data_dir / "inventory"))
+        return cancel
 
     def _on_event(self, job: _Job, event: dict[str, Any]) -> bool:
         """Runner events -> the controller's events (play, task, host results, failures)."""
@@ -461,6 +467,31 @@ class AnsibleNodeActuator:
 
 class _RunError(Exception):
     """A run that cannot happen; its message is the operation's failure reason."""
+
+
+def _kill_tree(marker: str) -> None:
+    """Kill the run's ansible-playbook and everything under it. ansible-runner's cancel kills
+    only ansible-playbook's process group, and the local connection runs each module in a
+    session of its own: a module's processes (a cloud call, a wait) would outlive the run."""
+    root = None
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if marker in child.cmdline():
+                root = child
+                break
+        except psutil.Error:
+            continue
+    if root is None:
+        return
+    try:
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        tree = [root]
+    for process in reversed(tree):  # the deepest first: nothing is orphaned before it dies
+        try:
+            process.kill()
+        except psutil.Error:
+            continue
 
 
 def _superseded(by: int, why: str | None = None) -> NodeResult:

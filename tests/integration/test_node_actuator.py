@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -82,6 +83,25 @@ class Bed:
     def events(self, kind: str | None = None) -> list[str]:
         return [e.message for e in self.store.events("app", limit=1000)
                 if kind is None or e.kind == kind]
+
+
+def sleeping() -> list[psutil.Process]:
+    """The playbook's `sleep` processes (under this test process)."""
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.cmdline()[:1] == ["sleep"]:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def gone(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def make_bed(root: Path, **overrides: object) -> Bed:
@@ -208,19 +228,27 @@ def test_status_says_when_a_failed_operation_is_retried_and_why(tmp_path: Path) 
 
 
 def test_a_run_past_the_maximum_provisioning_time_is_cancelled(tmp_path: Path) -> None:
-    bed = make_bed(tmp_path, max_provisioning_seconds=3.0)
+    # long enough for ansible-playbook to reach its sleep on a loaded machine
+    bed = make_bed(tmp_path, max_provisioning_seconds=15.0)
     try:
         (bed.root / "sleep-workers").write_text("600")
         op = bed.op("workers", 1)
         bed.actuator.start(op, group_spec("workers"), [])
-        result = bed.result(op)
+        sleeps: list[psutil.Process] = []
+        end = time.monotonic() + WAIT
+        while (result := bed.actuator.poll(op)) is None:
+            assert time.monotonic() < end, "the run was never cancelled"
+            sleeps += [p for p in sleeping() if p not in sleeps]
+            time.sleep(0.1)
+        assert sleeps, "the run was cancelled before its sleep task"
         assert result.nodes is None
         assert result.error == ("cancelled: the run took longer than the maximum provisioning "
-                                "time (3 s)")
+                                "time (15 s)")
         assert not (bed.root / "count-app-workers").exists()
         status = next((bed.root / "nodes").rglob("artifacts/*/status")).read_text()
         assert status == "canceled"
         assert bed.actuator.groups("app")[0]["backoff_reason"] == result.error
+        bed.wait("the run's processes to end", lambda: all(map(gone, sleeps)))
     finally:
         bed.actuator.close()
         bed.store.close()
@@ -230,9 +258,10 @@ def test_shutdown_cancels_a_running_operation_and_keeps_it_pending(bed: Bed) -> 
     (bed.root / "sleep-workers").write_text("600")
     op = bed.op("workers", 1)
     bed.actuator.start(op, group_spec("workers"), [])
-    bed.wait("the run to sleep", lambda: any("Sleep as the test asked" in m
-                                             for m in bed.events("runner")))
+    bed.wait("the run to sleep", sleeping)
+    sleeps = sleeping()
     bed.actuator.close()
+    bed.wait("the run's processes to end", lambda: all(map(gone, sleeps)))
     status = next((bed.root / "nodes").rglob("artifacts/*/status")).read_text()
     assert status == "canceled"
     assert bed.actuator.poll(op) is None
