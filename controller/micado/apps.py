@@ -233,13 +233,14 @@ class AppManager:
                 "reason": record.get("reason") or "not decided yet",
                 "error": record.get("error"), "dry_run": bool(record.get("dry_run")),
             })
-        why = None if self.nodes.configured else getattr(self.nodes, "reason", None)
         pending = [{"op_id": op.op_id, "group": op.group, "kind": op.kind,
-                    "desired": op.desired, "started_at": op.started_at, "why_pending": why}
+                    "desired": op.desired, "started_at": op.started_at,
+                    "why_pending": self.nodes.describe(op)}
                    for op in self.store.pending_operations(app_id)]
         return {**self._app_summary(app), "last_tick_at": last_tick, "inputs": inputs,
                 "alert_errors": alert_errors, "targets": targets,
-                "pending_operations": pending, "drift": drift}
+                "pending_operations": pending, "node_groups": self.nodes.groups(app_id),
+                "drift": drift}
 
     def events(self, app_id: str | None = None, since_id: int | None = None,
                limit: int = 100) -> list[dict[str, Any]]:
@@ -462,6 +463,9 @@ class AppManager:
             message = f"node group {group['name']} -> 0"
             if not self.nodes.configured:
                 message += f": {getattr(self.nodes, 'reason', 'not carried out')}"
+            else:  # the operations go with the app: nothing would carry this one out
+                message += (f": not carried out at deletion yet; delete its VMs (tag "
+                            f"micado.eu/app={app_id}) in the cloud")
             notes.append(message)
         self.store.delete_app(app_id)
         self.store.add_event(app_id, "deleted",

@@ -561,6 +561,17 @@ def _print_status(status: dict[str, Any]) -> None:
             if op.get("why_pending"):
                 line += f": {op['why_pending']}"
             click.echo(line)
+    for group in status.get("node_groups") or []:
+        line = f"  node group {group.get('group')}:"
+        if group.get("running_op") is not None:
+            line += f" operation #{group['running_op']} running;"
+        if group.get("backoff_until"):
+            line += f" backing off until {_when(group['backoff_until'])};"
+        if group.get("backoff_reason"):
+            line += f" {group.get('failures')} failure(s), last: {group['backoff_reason']};"
+        event = group.get("last_runner_event")
+        line += f" last runner event: {event}" if event else " no runner event yet"
+        click.echo(line)
     for report in status.get("drift") or []:
         click.echo(f"  {report.get('message')} ({_when(report.get('at'))})")
 

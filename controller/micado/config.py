@@ -57,6 +57,29 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class NodesConfig:
+    """The VM node-group actuator (`nodes:`): the playbook it runs through ansible-runner and
+    what that playbook needs. Credentials are given as file paths, never as values."""
+
+    server_url: str  # the k3s server new nodes join (https://<master>:6443)
+    kubeconfig: Path  # what the playbook uses to wait for, drain and delete Nodes
+    playbook: str = "micado.core.scale_nodes"  # a collection playbook, or a .yml file path
+    collections_path: Path | None = None  # ANSIBLE_COLLECTIONS_PATH for the playbook
+    ansible_playbook: Path | None = None  # None: next to the controller's Python, else $PATH
+    data_dir: Path | None = None  # None: <state dir>/nodes
+    clouds_yaml: Path | None = None  # OpenStack: OS_CLIENT_CONFIG_FILE
+    os_cloud: str | None = None  # the cloud's name in clouds.yaml
+    aws_credentials_file: Path | None = None  # EC2: AWS_SHARED_CREDENTIALS_FILE
+    aws_endpoint_url: str | None = None  # EC2: AWS_ENDPOINT_URL (tests, private clouds)
+    max_provisioning_seconds: float = 900.0
+    backoff_seconds: float = 300.0
+    backoff_max_seconds: float = 1800.0
+    ready_timeout: int = 600
+    drain_timeout: int = 300
+    keep_runs: int = 5  # private data dirs kept per group (the newest), artefacts included
+
+
+@dataclass(frozen=True)
 class ControllerConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
@@ -67,6 +90,7 @@ class ControllerConfig:
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    nodes: NodesConfig | None = None  # None: node-group operations are recorded, not run
     log_level: str = "info"
 
     @property
@@ -260,6 +284,7 @@ def parse_config(data: Any, *, source: str, base: Path) -> ControllerConfig:
         "prometheus": _nested,
         "kubernetes": _nested,
         "events": _nested,
+        "nodes": _nested,
         "log_level": _log_level,
     }, problems)
     prometheus = _read_section(top.pop("prometheus", None), "prometheus", {
@@ -278,6 +303,7 @@ def parse_config(data: Any, *, source: str, base: Path) -> ControllerConfig:
         "max_age_days": _number(0.01, 3650),
         "max_rows": _number(100, 100_000_000, integer=True),
     }, problems)
+    nodes = _read_nodes(top.pop("nodes", None), kubernetes.get("kubeconfig"), paths, problems)
     if "listen" in top:
         top["listen_host"], top["listen_port"] = top.pop("listen")
     if problems.lines:
@@ -287,7 +313,69 @@ def parse_config(data: Any, *, source: str, base: Path) -> ControllerConfig:
         prometheus=PrometheusConfig(**prometheus),
         kubernetes=KubernetesConfig(**kubernetes),
         events=EventsConfig(**events),
+        nodes=nodes,
     )
+
+
+def _read_nodes(data: Any, kubeconfig: Path | None, paths: _Check,
+                problems: _Problems) -> NodesConfig | None:
+    """The `nodes:` section; absent or null: no actuator."""
+    if data is None:
+        return None
+    values = _read_section(data, "nodes", {
+        "server_url": _http_url,
+        "kubeconfig": paths,
+        "playbook": _text,
+        "collections_path": paths,
+        "ansible_playbook": paths,
+        "data_dir": paths,
+        "clouds_yaml": paths,
+        "os_cloud": _text,
+        "aws_credentials_file": paths,
+        "aws_endpoint_url": _http_url,
+        "max_provisioning_seconds": _number(1, 86400),
+        "backoff_seconds": _number(0.1, 86400),
+        "backoff_max_seconds": _number(0.1, 86400),
+        "ready_timeout": _number(1, 86400, integer=True),
+        "drain_timeout": _number(1, 86400, integer=True),
+        "keep_runs": _number(1, 1000, integer=True),
+    }, problems)
+    if not isinstance(data, dict):
+        return None
+    values.setdefault("kubeconfig", kubeconfig)
+    for key in ("server_url", "kubeconfig"):
+        if values.get(key) is None and key not in data:
+            hint = " (or kubernetes.kubeconfig)" if key == "kubeconfig" else ""
+            problems.add(f"nodes.{key}", f"is required when node groups are run{hint}")
+    if "server_url" in values and not values["server_url"].startswith("https://"):
+        problems.add("nodes.server_url", f"must be the k3s server's https:// URL, got "
+                                         f"{values['server_url']!r}")
+    playbook = values.get("playbook")
+    if playbook is not None and _is_playbook_file(playbook):
+        path = paths(playbook, "nodes.playbook", problems)
+        if path is not _INVALID and not path.is_file():
+            problems.add("nodes.playbook", f"no such playbook file: {path}")
+        elif path is not _INVALID:
+            values["playbook"] = str(path)
+    for key in ("clouds_yaml", "aws_credentials_file", "ansible_playbook"):
+        if key in values and not values[key].is_file():
+            problems.add(f"nodes.{key}", f"no such file: {values[key]}")
+    if "collections_path" in values and not values["collections_path"].is_dir():
+        problems.add("nodes.collections_path", f"no such directory: {values['collections_path']}")
+    if values.get("os_cloud") and "clouds_yaml" not in values:
+        problems.add("nodes.os_cloud", "needs nodes.clouds_yaml (the file that names the cloud)")
+    low, high = values.get("backoff_seconds", 300.0), values.get("backoff_max_seconds", 1800.0)
+    if low > high:
+        problems.add("nodes.backoff_max_seconds",
+                     f"must be at least nodes.backoff_seconds ({_fmt(low)}), got {_fmt(high)}")
+    if problems.lines or values.get("server_url") is None or values.get("kubeconfig") is None:
+        return None
+    return NodesConfig(**values)
+
+
+def _is_playbook_file(name: str) -> bool:
+    """`micado.core.scale_nodes` names a collection playbook; a path or *.yml names a file."""
+    return "/" in name or name.endswith((".yml", ".yaml"))
 
 
 # --- the client side ---------------------------------------------------------------------

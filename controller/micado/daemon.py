@@ -4,6 +4,8 @@ into one asyncio process, and stops it cleanly.
 SIGTERM or SIGINT: the API stops accepting requests, no new tick starts, the ticks in progress
 finish (each writes its state in one transaction) and the store is closed; exit code 0. A
 `kill -9` loses at most the tick in progress, which the next start redoes from the store.
+Node-group runs in progress (ansible-runner) are cancelled at a clean stop; their operations
+stay pending and run again at the next start.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from .cluster import Cluster, ClusterError
 from .config import ControllerConfig
 from .loop import ControlLoop
 from .metrics import PrometheusSource, RuleFiles, ScrapeTargets
-from .nodes import UnconfiguredNodeActuator
+from .node_runner import AnsibleNodeActuator
+from .nodes import NodeActuator, UnconfiguredNodeActuator
 from .store import Store, StoreError
 from .telemetry import Telemetry
 
@@ -70,7 +73,15 @@ def run(config: ControllerConfig) -> int:
         log.warning("Kubernetes is not available yet (%s); retrying at every use", exc.message)
     prometheus = PrometheusSource(config.prometheus.url, config.prometheus.timeout)
     telemetry = Telemetry()
-    nodes = UnconfiguredNodeActuator()
+    nodes: NodeActuator = UnconfiguredNodeActuator()
+    if config.nodes is not None:
+        try:
+            nodes = AnsibleNodeActuator(config.nodes, store, Path(config.state).parent)
+        except OSError as exc:
+            log.error("node actuator: cannot create its data directory: %s", exc)
+            store.close()
+            return EXIT_CONFIG
+        log.info("node groups are run by ansible-runner (playbook %s)", config.nodes.playbook)
     loop = ControlLoop(store, prometheus, cluster, nodes, telemetry,
                        default_tick=config.tick_seconds, rule_timeout=config.rule_timeout)
     manager = AppManager(store, cluster, prometheus, RuleFiles(config.prometheus.rules_dir),
@@ -79,6 +90,7 @@ def run(config: ControllerConfig) -> int:
     try:
         return asyncio.run(_serve(config, token, store, manager, loop, telemetry))
     finally:
+        nodes.close()  # cancels the runs in progress; their operations stay pending
         store.close()
         prometheus.close()
         cluster.close()

@@ -672,7 +672,9 @@ class ControlLoop:
                 continue
             if result is None:
                 continue
-            self.store.finish_operation(op.op_id, {"nodes": result.nodes}, result.error)
+            self.store.finish_operation(op.op_id, {"nodes": result.nodes,
+                                                   "instances": result.instances},
+                                        result.error)
             kind = "action" if result.error is None else "action_failed"
             message = (f"node group {op.group}: operation {op.op_id} done, "
                        f"{result.nodes} nodes") if result.error is None else \

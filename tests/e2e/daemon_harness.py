@@ -48,6 +48,8 @@ class Daemon:
     tick_seconds: float = 2.0
     port: int = field(default_factory=free_port)
     write_kubeconfig: bool = True  # False: the kubeconfig does not exist (k3s not started)
+    nodes: dict[str, Any] | None = None  # the config's `nodes:` section (the VM actuator)
+    env: dict[str, str] = field(default_factory=dict)  # added to the process's environment
     process: subprocess.Popen | None = None
     starts: int = 0
 
@@ -81,6 +83,8 @@ class Daemon:
                 if self.write_kubeconfig else self.root / "missing-kubeconfig"),
                 "attempts": 3},
         }
+        if self.nodes is not None:
+            config["nodes"] = self.nodes
         path = self.root / "controller.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
@@ -93,7 +97,7 @@ class Daemon:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "micado", "controller", "run", "--config", str(config)],
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         if not wait_until(self._ready, START_TIMEOUT, 0.1):
             self.kill()
             raise AssertionError(f"the controller did not start:\n{self.log.read_text()}")
