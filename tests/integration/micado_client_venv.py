@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 SPEC = "micado-client==0.12.13"
@@ -33,9 +34,19 @@ def cache_root() -> Path:
 
 def client_python(root: Path | None = None) -> Path:
     """The interpreter of the client's virtualenv, made first if it is not cached yet."""
-    root = root or cache_root()
     version = f"py{sys.version_info.major}{sys.version_info.minor}"
-    venv = root / f"{SPEC.replace('==', '-')}-{version}"
+    return cached_python(f"{SPEC.replace('==', '-')}-{version}", (SPEC, *CONSTRAINTS), root)
+
+
+def cached_python(name: str, specs: tuple[str, ...], root: Path | None = None,
+                  finish: Callable[[Path], None] | None = None) -> Path:
+    """The interpreter of the cached virtualenv `name` with `specs` installed, made if missing.
+
+    `finish(venv)` runs after pip, before the venv is marked complete. A lock file keeps two
+    test runs (or xdist workers) from building the same venv at once.
+    """
+    root = root or cache_root()
+    venv = root / name
     python = venv / "bin" / "python"
     stamp = venv / ".complete"
     if stamp.exists():
@@ -44,17 +55,19 @@ def client_python(root: Path | None = None) -> Path:
     with (root / f"{venv.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building it right now
         if not stamp.exists():
-            _build(venv)
-            stamp.write_text(SPEC + "\n")
+            _build(venv, specs)
+            if finish is not None:
+                finish(venv)
+            stamp.write_text("\n".join(specs) + "\n")
     return python
 
 
-def _build(venv: Path) -> None:
+def _build(venv: Path, specs: tuple[str, ...]) -> None:
     shutil.rmtree(venv, ignore_errors=True)  # a half-made one from an interrupted run
     base = getattr(sys, "_base_executable", sys.executable)
     steps = [[base, "-m", "venv", str(venv)],
              [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-              "--disable-pip-version-check", SPEC, *CONSTRAINTS]]
+              "--disable-pip-version-check", *specs]]
     for step in steps:
         try:
             done = subprocess.run(step, capture_output=True, text=True,
