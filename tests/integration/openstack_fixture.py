@@ -14,7 +14,7 @@ Use it from a test (one cloud per test session)::
         env = {"OS_CLIENT_CONFIG_FILE": str(openstack_cloud.clouds_yaml)}
         # clouds `admin` and `project` (a member of project `micado-demo`); flavor
         # openstack_cloud.flavor, image openstack_cloud.image, network openstack_cloud.network
-        conn = openstack.connect(cloud="project", config=openstack_cloud.config())
+        conn = openstack_cloud.connect("project")  # or "admin"
 
 Under CI=true a missing prerequisite (RabbitMQ, PyPI for the first venv build) fails the test.
 """
@@ -70,6 +70,8 @@ CATALOG = {
     "image": ("glance", ""),
     "network": ("neutron", ""),
 }
+# every interface: keystonemiddleware and Nova's clients look for `internal` first
+INTERFACES = ("public", "internal", "admin")
 SERVICE_USER = "micado-service"
 PROJECT = "micado-demo"
 PROJECT_USER = "micado-user"
@@ -136,11 +138,13 @@ class OpenStackCloud:
     def db(self, name: str) -> str:
         return f"sqlite:///{self.root / 'db' / name}.sqlite"
 
-    def config(self) -> Any:
-        """openstacksdk's config loader reading this cloud's clouds.yaml."""
+    def connect(self, cloud: str = "project") -> Any:
+        """An openstacksdk connection as `cloud` (`admin` or `project`) of the clouds.yaml."""
         import openstack.config
+        import openstack.connection
 
-        return openstack.config.OpenStackConfig(config_files=[str(self.clouds_yaml)])
+        loader = openstack.config.OpenStackConfig(config_files=[str(self.clouds_yaml)])
+        return openstack.connection.Connection(config=loader.get_one(cloud=cloud))
 
     # ---- start ------------------------------------------------------------------------------
     def start(self) -> OpenStackCloud:
@@ -286,6 +290,8 @@ class OpenStackCloud:
                 "keystone_authtoken": self.authtoken(),
                 "placement": self.client_auth(),
                 "neutron": self.client_auth(),
+                # Neutron lets only a request with a service token delete a server's port
+                "service_user": {**self.client_auth(), "send_service_user_token": "true"},
                 "glance": {"region_name": REGION},
                 "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
                 "conductor": {"workers": 1},
@@ -309,6 +315,8 @@ class OpenStackCloud:
         self.manage("keystone-manage", conf, "bootstrap",
                     "--bootstrap-password", self.admin_password,
                     "--bootstrap-public-url", self.auth_url,
+                    "--bootstrap-internal-url", self.auth_url,
+                    "--bootstrap-admin-url", self.auth_url,
                     "--bootstrap-region-id", REGION)
         wal(self.root / "db" / "keystone.sqlite")
 
@@ -443,8 +451,9 @@ class OpenStackCloud:
             identity.assign_project_role_to_user(service_project, user, roles[role])
         for service_type, (api, path) in CATALOG.items():
             service = identity.create_service(name=api, type=service_type)
-            identity.create_endpoint(service_id=service.id, interface="public",
-                                     url=self.url(api) + path, region_id=REGION)
+            for interface in INTERFACES:
+                identity.create_endpoint(service_id=service.id, interface=interface,
+                                         url=self.url(api) + path, region_id=REGION)
         project = identity.create_project(name=PROJECT, domain_id="default")
         member = identity.create_user(name=PROJECT_USER, password=self.user_password,
                                       domain_id="default", default_project_id=project.id)
@@ -476,9 +485,18 @@ class OpenStackCloud:
 
     # ---- stop --------------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stop every process this cloud started, by its process group, in reverse order."""
-        for name in reversed(list(self.processes)):
-            stop_group(self.processes[name])
+        """Stop every process this cloud started, by its process group: SIGTERM to all at
+        once, SIGKILL to what is left after STOP_TIMEOUT."""
+        running = [p for p in self.processes.values() if p.poll() is None]
+        for process in running:
+            signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for process in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for process in self.processes.values():
+            signal_group(process, signal.SIGKILL)  # children left behind (gunicorn workers)
+            process.wait(timeout=STOP_TIMEOUT)
 
     def rss_mib(self) -> dict[str, float]:
         """Resident memory of each service's process tree (from /proc), in MiB."""
@@ -495,17 +513,10 @@ def wal(path: Path) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
 
 
-def stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM the process group led by `process`, SIGKILL it if it lingers."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
-    with contextlib.suppress(ProcessLookupError):  # children left behind (gunicorn workers)
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=STOP_TIMEOUT)
+def signal_group(process: subprocess.Popen, signum: int) -> None:
+    """Signal the process group `process` leads (started with start_new_session)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
 
 
 def tree_rss(pid: int) -> int:
