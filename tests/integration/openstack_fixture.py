@@ -148,7 +148,7 @@ class OpenStackCloud:
 
     # ---- start ------------------------------------------------------------------------------
     def start(self) -> OpenStackCloud:
-        begin = time.monotonic()
+        begin = self.timings["_t0"] = time.monotonic()
         for name in ("db", "logs", "images", "staging", "tasks", "nova", "locks"):
             (self.root / name).mkdir(parents=True, exist_ok=True)
         for name in (*APIS, "amqp", "dist", "epmd"):
@@ -186,7 +186,6 @@ class OpenStackCloud:
         return self
 
     def mark(self, step: str) -> None:
-        self.timings.setdefault("_t0", time.monotonic())
         self.timings[step] = time.monotonic() - self.timings["_t0"]
 
     def run(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -197,6 +196,10 @@ class OpenStackCloud:
                                   env={**os.environ, **(env or {})}, timeout=START_TIMEOUT)
         if done.returncode != 0:
             raise OpenStackError(f"{' '.join(argv[:3])} failed:\n{self.tail(log)}")
+
+    def secrets(self) -> list[str]:
+        return [self.admin_password, self.service_password, self.user_password,
+                self.rabbit_password]
 
     def manage(self, tool: str, conf: Path, *args: str) -> None:
         self.run(tool, [str(self.venv / "bin" / tool), "--config-file", str(conf), *args])
@@ -312,12 +315,11 @@ class OpenStackCloud:
         for step in ("fernet_setup", "credential_setup"):
             self.manage("keystone-manage", conf, step, "--keystone-user", "root",
                         "--keystone-group", "root")
-        self.manage("keystone-manage", conf, "bootstrap",
-                    "--bootstrap-password", self.admin_password,
-                    "--bootstrap-public-url", self.auth_url,
-                    "--bootstrap-internal-url", self.auth_url,
-                    "--bootstrap-admin-url", self.auth_url,
-                    "--bootstrap-region-id", REGION)
+        self.run("keystone-manage", [
+            str(self.venv / "bin" / "keystone-manage"), "--config-file", str(conf), "bootstrap",
+            "--bootstrap-public-url", self.auth_url, "--bootstrap-internal-url", self.auth_url,
+            "--bootstrap-admin-url", self.auth_url, "--bootstrap-region-id", REGION],
+            {"OS_BOOTSTRAP_PASSWORD": self.admin_password})  # not on the command line
         wal(self.root / "db" / "keystone.sqlite")
 
     def sync_placement(self) -> None:
@@ -360,7 +362,7 @@ class OpenStackCloud:
             "default_user = micado", f"default_pass = {self.rabbit_password}",
             "loopback_users = none", ""]))
         (base / "enabled_plugins").write_text("[].\n")
-        (base / "rabbitmq-env.conf").write_text("")  # not /etc/rabbitmq/rabbitmq-env.conf
+        write_private(base / "rabbitmq-env.conf", "")  # not /etc/rabbitmq/rabbitmq-env.conf
         env = {"HOME": str(base), "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
                "RABBITMQ_NODENAME": f"micado-{self.ports['amqp']}@localhost",
                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",

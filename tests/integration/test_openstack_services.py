@@ -78,8 +78,13 @@ def server_user_data(admin: Any, server_id: str) -> str:
 
 
 def test_clouds_yaml_is_private_and_names_both_users(openstack_cloud: OpenStackCloud) -> None:
-    mode = stat.S_IMODE(openstack_cloud.clouds_yaml.stat().st_mode)
-    assert mode == 0o600
+    private = [openstack_cloud.clouds_yaml, *openstack_cloud.root.glob("*/*.conf")]
+    assert len(private) >= 7  # clouds.yaml, 5 services, rabbitmq
+    for path in private:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for log in openstack_cloud.logs.iterdir():
+        text = log.read_text(errors="replace")
+        assert not [s for s in openstack_cloud.secrets() if s in text], log
     clouds = yaml.safe_load(openstack_cloud.clouds_yaml.read_text())["clouds"]
     assert {"admin", "project"} <= set(clouds)
     for name in ("admin", "project"):
