@@ -17,6 +17,10 @@ Use it from a test (one cloud per test session)::
         conn = openstack_cloud.connect("project")  # or "admin"
 
 Under CI=true a missing prerequisite (RabbitMQ, PyPI for the first venv build) fails the test.
+What real Nova and openstack.cloud.server insist on (see test_openstack_services.py): metadata
+keys match `[a-zA-Z0-9-_:. ]` (so `micado.eu:app`, not `micado.eu/app`) and values are strings;
+tags have no `/` or `,`; pass `security_groups: [default]` or every re-run reports a change;
+read user_data back as admin (`conn.compute.get_server(id).user_data`, base64).
 """
 
 from __future__ import annotations
