@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 INSTALL_TIMEOUT = 1200
@@ -28,9 +29,11 @@ def cache_root() -> Path:
     return Path(base) / "micado-tests"
 
 
-def venv_python(name: str, requirements: list[str], root: Path | None = None) -> Path:
+def venv_python(name: str, requirements: list[str], root: Path | None = None,
+                finish: Callable[[Path], None] | None = None) -> Path:
     """The interpreter of the virtualenv `name` (per Python version) with `requirements`
-    installed, made first if it is not cached yet."""
+    installed, made first if it is not cached yet; `finish(venv)` runs after pip, before the
+    venv is marked complete."""
     root = root or cache_root()
     version = f"py{sys.version_info.major}{sys.version_info.minor}"
     venv = root / f"{name}-{version}"
@@ -44,6 +47,8 @@ def venv_python(name: str, requirements: list[str], root: Path | None = None) ->
             fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building it right now
             if not stamp.exists():
                 _build(venv, requirements)
+                if finish is not None:
+                    finish(venv)
                 stamp.write_text("\n".join(requirements) + "\n")
     except OSError as exc:
         raise VenvError(f"cannot make {venv}: {exc}") from None
