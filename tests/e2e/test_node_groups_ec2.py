@@ -146,6 +146,14 @@ def run_scenario(daemon: Daemon, tmp_path: Path, endpoint: str, ec2: Any, kube: 
         assert f"{name} ({vm['InstanceId']}, running" in shown, shown
 
     # 2 -> 1: the newest VM's Node is cordoned and deleted, then the VM terminated
+    kube.seed({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "nginx-2", "namespace": "default",
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                 "name": "nginx", "uid": "1",
+                                                 "controller": True}]},
+               "spec": {"nodeName": "worker-node-vms-2",
+                        "containers": [{"name": "nginx", "image": "nginx"}]},
+               "status": {"phase": "Running"}})
     prometheus.set(WANTED, 1)
     wait_for(lambda: finished(daemon, 1) or daemon.events("action_failed"), 180,
              "the 2 -> 1 operation to end")
@@ -155,5 +163,8 @@ def run_scenario(daemon: Daemon, tmp_path: Path, endpoint: str, ec2: Any, kube: 
     assert node_names(kube) == {"worker-node-vms-1"}
     assert [r for r in kube.requests
             if r.method == "PATCH" and r.path == "/api/v1/nodes/worker-node-vms-2"], "no cordon"
+    assert [r.path for r in kube.requests if r.path.endswith("/eviction")] == [
+        "/api/v1/namespaces/default/pods/nginx-2/eviction"]
+    assert kube.get("", "pods", "default", "nginx-2") is None
     shown = daemon.cli("status", "vms").stdout
     assert "worker-node-vms-1 (" in shown and "worker-node-vms-2" not in shown, shown
