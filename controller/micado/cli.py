@@ -572,6 +572,11 @@ def _print_status(status: dict[str, Any]) -> None:
         event = group.get("last_runner_event")
         line += f" last runner event: {event}" if event else " no runner event yet"
         click.echo(line)
+        vms = group.get("vms")
+        if vms is not None:
+            click.echo(f"    VMs ({len(vms)}): " + (", ".join(
+                f"{vm.get('name')} ({vm.get('id')}, {vm.get('state')}, "
+                f"{vm.get('address') or 'no address'})" for vm in vms) or "none"))
     for report in status.get("drift") or []:
         click.echo(f"  {report.get('message')} ({_when(report.get('at'))})")
 

@@ -86,6 +86,7 @@ class _GroupState:
     last_event: str | None = None
     last_event_at: float | None = None
     spec: NodeGroup | None = None  # the last spec seen: a removed group's cloud
+    vms: list[dict[str, Any]] | None = None  # the group's VMs as the last run reported them
     threads: list[threading.Thread] = field(default_factory=list)
 
 
@@ -174,6 +175,7 @@ class AnsibleNodeActuator:
                     "backoff_until": wall + backoff if backoff else None,
                     # the last failure, until a run succeeds
                     "backoff_reason": state.backoff_reason if state.failures else None,
+                    "vms": state.vms,
                 })
             return out
 
@@ -420,6 +422,9 @@ class AnsibleNodeActuator:
         with self._lock:
             state = self._groups[job.key]
             state.running = None
+            reported = _result_of(job.stats)
+            if reported.error is None:  # a failed run reports the group's VMs too
+                state.vms = reported.instances
             if job.cancel == "the controller is stopping":
                 return  # pending in the store: the next start runs it again
             if job.fatal:

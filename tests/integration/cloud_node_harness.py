@@ -11,17 +11,22 @@ silent, as a VM whose boot failed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
+import socket
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 import yaml
 from tests.fakes.kube_api import FakeKubeApi
 
@@ -33,6 +38,36 @@ CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 # what a k3s server's long-lived token looks like; the harness fails a VM that carries it
 CLUSTER_TOKEN = "K10cafe::server:long-lived-cluster-secret"
 CA_PEM = "-----BEGIN CERTIFICATE-----\nTUlDQURPIHRlc3QgQ0E=\n-----END CERTIFICATE-----\n"
+
+
+@contextlib.contextmanager
+def moto_server(log: Path) -> Iterator[str]:
+    """moto's EC2 server in its own process on a free loopback port, checking instance types
+    as EC2 does; yields its URL. The test fails when it does not start."""
+    import requests
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                requests.get(f"{url}/moto-api/", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        else:
+            pytest.fail(f"moto_server did not start: {log.read_text()[-2000:]}")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def ec2_client(endpoint: str) -> Any:

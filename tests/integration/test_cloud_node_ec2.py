@@ -7,11 +7,6 @@ VMs "boot" through tests/integration/cloud_node_harness.Booter, which checks eac
 from __future__ import annotations
 
 import importlib.util
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,31 +27,10 @@ LABELS = {"micado.eu/node_type": "worker", "micado.eu/app": "shop"}
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """moto's EC2 server in its own process, checking instance types as EC2 does."""
     prerequisite(HAVE, "moto[server], ansible-runner and boto3 (pip install -e '.[test]')")
-    import requests
+    from tests.integration.cloud_node_harness import moto_server
 
-    with socket.socket() as probe:  # a free loopback port for the server
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                requests.get(f"{url}/moto-api/", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        else:
-            pytest.fail(f"moto_server did not start: {log.read_text()[-2000:]}")
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture
