@@ -191,9 +191,7 @@ class Cluster:
         found: dict[tuple[str, str, str], dict[str, Any]] = {}
         for api_version, kind in dict.fromkeys(kinds):
             resource = self._resource(api_version, kind)
-            items = self._request("GET", resource.path(),
-                                  query={"labelSelector": f"{INSTANCE}={app_id}"}
-                                  ).get("items") or []
+            items = self._list(resource, f"{INSTANCE}={app_id}")
             for item in items:
                 meta = item.get("metadata") or {}
                 found[kind, meta.get("namespace") or "", meta.get("name", "")] = item
@@ -317,8 +315,7 @@ class Cluster:
             api_version = KNOWN_KINDS[kind][0] if kind in KNOWN_KINDS else next(
                 m["apiVersion"] for m in keep if m["kind"] == kind)
             resource = self._resource(api_version, kind)
-            items = self._request("GET", resource.path(),
-                                  query={"labelSelector": selector}).get("items") or []
+            items = self._list(resource, selector)
             for item in items:
                 meta = item.get("metadata") or {}
                 key = (kind, meta.get("namespace") or "", meta["name"])
@@ -369,8 +366,7 @@ class Cluster:
             api_version = KNOWN_KINDS[kind][0] if kind in KNOWN_KINDS else next(
                 m["apiVersion"] for m in manifests if m["kind"] == kind)
             resource = self._resource(api_version, kind)
-            items = self._request("GET", resource.path(),
-                                  query={"labelSelector": selector}).get("items") or []
+            items = self._list(resource, selector)
             for item in items:
                 meta = item.get("metadata") or {}
                 key = (kind, meta.get("namespace") or "", meta["name"])
@@ -397,6 +393,30 @@ class Cluster:
         return self.prune(app_id, keep=())
 
     # ------------------------------------------------------------------ plumbing
+    def _list(self, resource: Resource, selector: str) -> list[dict[str, Any]]:
+        """The objects of one kind matching a label selector, in every namespace.
+
+        One cluster-wide list when RBAC allows it; else (a namespaced kind the controller may
+        use only in some namespaces, like Secrets: see the k3s_server role's README) one list
+        per namespace, skipping those where it is refused: it cannot have made objects there.
+        """
+        query = {"labelSelector": selector}
+        try:
+            return self._request("GET", resource.path(), query=query).get("items") or []
+        except ClusterError as e:
+            if e.status != 403 or not resource.namespaced:
+                raise
+        namespaces = self._request("GET", "/api/v1/namespaces").get("items") or []
+        items: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            try:
+                items += self._request("GET", resource.path(namespace["metadata"]["name"]),
+                                       query=query).get("items") or []
+            except ClusterError as e:
+                if e.status != 403:
+                    raise
+        return items
+
     def _delete(self, resource: Resource, namespace: str | None, name: str, owner: str,
                 resource_version: str | None) -> bool:
         """Delete an object if it still carries `owner`'s label (a precondition on the

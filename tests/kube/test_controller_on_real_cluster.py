@@ -1,0 +1,186 @@
+"""The controller's lifecycle on a real API server (tests/kube/cluster.py) as the controller's
+own ServiceAccount, bound to the ClusterRole the k3s_server role renders (issue 12, item 3).
+
+The daemon runs in its own process (tests/e2e/daemon_harness.py) with the controller's
+kubeconfig and a real Prometheus, driven through the `micado` CLI: submit, dry run, update with
+prune, kill -9 and restart, stop. Scaling and node listing go through `Cluster` directly, with
+the same kubeconfig. Run with `make test-cluster`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from e2e.daemon_harness import Daemon, wait_for
+from integration.prometheus_fixture import PrometheusServer, require_prometheus
+from kube.cluster import KubeCluster, kube_cluster
+from micado.adt.k8s.labels import INSTANCE, MANAGED_BY, MANAGER, NAME
+from micado.adt.model import Workload
+from micado.cluster import Cluster
+
+pytestmark = pytest.mark.cluster
+__all__ = ["kube_cluster"]  # the fixture, imported for pytest
+
+READY_TIMEOUT = 120.0
+TICK = 1.0
+
+TYPES = "https://raw.githubusercontent.com/micado-scale/tosca/develop/micado_types.yaml"
+
+
+def container(image: str, namespace: str) -> dict:
+    """A Deployment node on the `workers` group, in `namespace`."""
+    return {"type": "tosca.nodes.MiCADO.Container.Application.Docker.Deployment",
+            "properties": {"image": image, "ports": [{"port": 8080}]},
+            "interfaces": {"Kubernetes": {"create": {"inputs": {
+                "metadata": {"namespace": namespace}}}}},
+            "requirements": [{"host": "workers"}]}
+
+
+def adt(app: str, namespace: str, cache: bool) -> str:
+    """web (+ cache) in the app's namespace, a raw Secret in "default", a static VM group."""
+    nodes = {"web": container("nginx:1.25", namespace)}
+    if cache:
+        nodes["cache"] = container("redis:7", namespace)
+    nodes["settings"] = {"type": "tosca.nodes.MiCADO.Kubernetes", "interfaces": {
+        "Kubernetes": {"create": {"inputs": {
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": f"{app}-settings", "namespace": "default"},
+            "stringData": {"greeting": "hello"}}}}}}
+    nodes["workers"] = {"type": "tosca.nodes.MiCADO.Nova.Compute", "properties": {
+        "image_id": "1234-abcd", "flavor_name": "m1.small", "project_id": "p1",
+        "network_id": "n1"}}
+    return yaml.safe_dump({"tosca_definitions_version": "tosca_simple_yaml_1_2",
+                           "imports": [TYPES], "topology_template": {"node_templates": nodes}},
+                          sort_keys=False)
+
+
+@dataclass
+class RealBed:
+    cluster: KubeCluster
+    daemon: Daemon
+    app: str
+    namespace: str  # the app's workloads; its Secret is in "default" (the role's only one)
+
+    def adt(self, *, cache: bool = True) -> Path:
+        path = self.daemon.root / f"{self.app}-{'full' if cache else 'small'}.yaml"
+        path.write_text(adt(self.app, self.namespace, cache))
+        return path
+
+    def run(self, *args: str) -> str:
+        done = self.daemon.cli(*args)
+        assert done.returncode == 0, done.stderr + done.stdout
+        return done.stdout
+
+    def objects(self) -> dict[tuple[str, str, str], str]:
+        """The app's live objects (by its instance label, as the admin sees them), each with
+        its resourceVersion."""
+        api = self.cluster.admin()
+        selector = f"{INSTANCE}={self.app}"
+        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+        found = {}
+        for kind, listing in (("Deployment", apps.list_deployment_for_all_namespaces),
+                              ("Service", core.list_service_for_all_namespaces),
+                              ("Secret", core.list_secret_for_all_namespaces),
+                              ("ConfigMap", core.list_config_map_for_all_namespaces)):
+            for item in listing(label_selector=selector).items:
+                found[kind, item.metadata.namespace, item.metadata.name] = \
+                    item.metadata.resource_version
+        return found
+
+    def deployments(self) -> set[str]:
+        return {name for kind, _, name in self.objects() if kind == "Deployment"}
+
+    def ready(self, name: str) -> bool:
+        deployment = client.AppsV1Api(self.cluster.admin()).read_namespaced_deployment(
+            name, self.namespace)
+        return (deployment.status.ready_replicas or 0) >= 1
+
+
+@pytest.fixture
+def real_bed(kube_cluster: KubeCluster, tmp_path: Path) -> Iterator[RealBed]:
+    require_prometheus()
+    app = f"web{uuid.uuid4().hex[:6]}"
+    namespace = f"ns-{app}"
+    admin = kube_cluster.admin()
+    client.CoreV1Api(admin).create_namespace({"metadata": {"name": namespace}})
+    kube_cluster.add_node("workers", app)
+    prometheus = PrometheusServer(tmp_path / "prometheus").start()
+    daemon = Daemon(tmp_path / "controller", "", prometheus.url, prometheus.rules_dir,
+                    prometheus.sd_dir, tick_seconds=TICK,
+                    kubeconfig=kube_cluster.controller_kubeconfig)
+    daemon.start()
+    try:
+        yield RealBed(kube_cluster, daemon, app, namespace)
+    finally:
+        daemon.kill()
+        prometheus.stop()
+
+
+def test_submit_dry_run_update_restart_and_stop_as_the_controllers_account(
+        real_bed: RealBed) -> None:
+    bed = real_bed
+    bed.run("start", str(bed.adt()), "--id", bed.app, "--tick", str(TICK))
+    assert bed.deployments() == {"web", "cache"}
+    assert ("Secret", "default", f"{bed.app}-settings") in bed.objects()
+    wait_for(lambda: bed.ready("web") and bed.ready("cache"), READY_TIMEOUT,
+             "the Deployments to become ready on the group's kwok node")
+
+    # a dry run of the smaller version lists the prune and changes nothing
+    before = bed.objects()
+    out = bed.run("update", bed.app, str(bed.adt(cache=False)), "--dry-run", "--json")
+    assert '"delete"' in out and "cache" in out
+    assert bed.objects() == before
+
+    # the update prunes what the new version dropped, and leaves the rest alone
+    bed.run("update", bed.app, str(bed.adt(cache=False)))
+    assert bed.deployments() == {"web"}
+    kept = bed.objects()
+    assert ("Secret", "default", f"{bed.app}-settings") in kept
+
+    # kill -9, then a restart: reconciled, nothing duplicated, nothing rewritten
+    bed.daemon.kill()
+    bed.daemon.start()
+    wait_for(lambda: bed.daemon.api("GET", f"/v1/apps/{bed.app}").json()["status"]
+             == "running", 30, "the app to be running after the restart")
+    ticks = bed.daemon.ticks()
+    wait_for(lambda: bed.daemon.ticks() >= ticks + 3, 30, "three ticks after the restart")
+    assert bed.objects().keys() == kept.keys()
+    assert not [e for e in bed.daemon.events() if e["kind"] == "error"]
+
+    # stop deletes everything the app made, its Secret included
+    bed.run("stop", bed.app)
+    wait_for(lambda: not bed.objects(), 30, "every object of the app to be deleted")
+    assert bed.daemon.stop() == 0
+
+
+def test_scale_subresource_and_node_groups_as_the_controllers_account(
+        kube_cluster: KubeCluster) -> None:
+    app = f"scale{uuid.uuid4().hex[:6]}"
+    nodes = {kube_cluster.add_node("workers", app) for _ in range(2)}
+    kube_cluster.add_node("workers", "another-app")  # same group name: another group
+    cluster = Cluster.from_kubeconfig(str(kube_cluster.controller_kubeconfig))
+    manifest = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": app, "namespace": "default",
+                     "labels": {INSTANCE: app, MANAGED_BY: MANAGER, NAME: "web"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": app}},
+                 "template": {"metadata": {"labels": {"app": app}},
+                              "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}
+    cluster.apply([manifest], owner=app)
+    workload = Workload("web", "Deployment", app, "default", {"app": app})
+
+    def group() -> set[str]:
+        return {n["ID"] for n in cluster.group_nodes(app, "workers")}
+
+    assert wait_for(lambda: group() == nodes, READY_TIMEOUT, "the group's nodes to be Ready")
+    assert {n["ID"] for n in cluster.nodes_by_group()[app, "workers"]} == nodes
+    assert cluster.scale(workload, 3) == 1
+    assert cluster.live_replicas(app, [workload]) == {"web": 3}
+    assert cluster.delete_app(app) == [("Deployment", "default", app)]
