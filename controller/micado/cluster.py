@@ -249,7 +249,8 @@ class Cluster:
         With `owner` (an app id), each object is read first: one labelled for another app
         raises `ObjectOwned` (before anything else is applied from there on) unless
         `adopt(key, its label)` says the app may take it back (see `AppManager`); the apply
-        carries the resourceVersion read, so a change in between is a 409, read again.
+        carries the resourceVersion read, so a change in between is a 409, read again. A
+        Deployment or StatefulSet applied without `spec.replicas` keeps its live count.
         """
         applied = []
         for manifest in sorted(manifests, key=apply_rank):
@@ -272,8 +273,9 @@ class Cluster:
                     label = (live_meta.get("labels") or {}).get(INSTANCE)
                     if label != owner and not (adopt is not None and adopt(key, label)):
                         raise ObjectOwned(key, label)
-                    guarded = {**body, "metadata": {**body["metadata"], "resourceVersion":
-                                                    live_meta.get("resourceVersion")}}
+                    guarded = {**_keep_live_replicas(body, live),
+                               "metadata": {**body["metadata"], "resourceVersion":
+                                            live_meta.get("resourceVersion")}}
                 try:
                     applied.append(self._apply_one(path, guarded))
                     break
@@ -504,6 +506,22 @@ def _api_error(status: int | None, reason: str | None, data: Any, what: str) -> 
         except ValueError:
             message = str(data)[:500]
     return ClusterError(status, reason or "", message or reason or "", what)
+
+
+def _keep_live_replicas(body: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+    """A scalable manifest without `spec.replicas`, given the live count.
+
+    Server-side apply removes a field its manager set before and now leaves out: on a real
+    API server, an update that drops replicas (to keep what the policies scaled to) would reset
+    a Deployment still at the count micado applied (say the ADT's 2) to the default, 1. Sent
+    with the resourceVersion it was read at, so a scale in between is a 409, read again.
+    """
+    spec = body.get("spec")
+    replicas = (live.get("spec") or {}).get("replicas")
+    if body.get("kind") not in SCALABLE_KINDS or not isinstance(spec, dict) \
+            or "replicas" in spec or replicas is None:
+        return body
+    return {**body, "spec": {**spec, "replicas": replicas}}
 
 
 def _contains(live: Any, wanted: Any, skip: tuple[str, ...]) -> bool:
