@@ -21,6 +21,7 @@ list and the delete is left alone.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -356,7 +357,7 @@ class Cluster:
                                     "namespace": namespace, "name": meta["name"],
                                     "owner": owner or ""})
                     continue
-                action = "unchanged" if _contains(live, manifest, ("metadata",)) and \
+                action = "unchanged" if _contains(live, _as_stored(manifest), ("metadata",)) and \
                     _contains(live.get("metadata") or {}, _applied_meta(meta), ()) \
                     else "update"
             changes.append({"action": action, "kind": manifest["kind"],
@@ -506,6 +507,18 @@ def _api_error(status: int | None, reason: str | None, data: Any, what: str) -> 
         except ValueError:
             message = str(data)[:500]
     return ClusterError(status, reason or "", message or reason or "", what)
+
+
+def _as_stored(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest as the API server stores it, where it differs in a way we can compute: a
+    Secret's write-only `stringData` is merged into `data`, base64-encoded (without this, a dry
+    run on a real server called every such Secret an update)."""
+    strings = manifest.get("stringData")
+    if manifest.get("kind") != "Secret" or not isinstance(strings, dict):
+        return manifest
+    data = {**(manifest.get("data") or {}), **{
+        key: base64.b64encode(str(value).encode()).decode() for key, value in strings.items()}}
+    return {**{k: v for k, v in manifest.items() if k != "stringData"}, "data": data}
 
 
 def _keep_live_replicas(body: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:

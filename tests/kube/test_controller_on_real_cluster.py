@@ -9,6 +9,7 @@ the same kubeconfig. Run with `make test-cluster`.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -132,8 +133,11 @@ def test_submit_dry_run_update_restart_and_stop_as_the_controllers_account(
     wait_for(lambda: bed.ready("web") and bed.ready("cache"), READY_TIMEOUT,
              "the Deployments to become ready on the group's kwok node")
 
-    # a dry run of the smaller version lists the prune and changes nothing
+    # a dry run of the same version: nothing to do
     before = bed.objects()
+    same = json.loads(bed.run("update", bed.app, str(bed.adt()), "--dry-run", "--json"))
+    assert {c["action"] for c in same["changes"]} == {"unchanged"}, same["changes"]
+    # a dry run of the smaller version lists the prune and changes nothing
     out = bed.run("update", bed.app, str(bed.adt(cache=False)), "--dry-run", "--json")
     assert '"delete"' in out and "cache" in out
     assert bed.objects() == before
