@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 
 from e2e.daemon_harness import Daemon, wait_for
-from integration.prometheus_fixture import PrometheusServer, require_prometheus
+from integration.prometheus_fixture import Exporter, PrometheusServer, require_prometheus
 from kube.cluster import KubeCluster, kube_cluster
 from micado.adt.k8s.labels import INSTANCE, MANAGED_BY, MANAGER, NAME
 from micado.adt.model import Workload
@@ -44,9 +44,20 @@ def container(image: str, namespace: str) -> dict:
             "requirements": [{"host": "workers"}]}
 
 
-def adt(app: str, namespace: str, cache: bool) -> str:
+def load_policy(exporter: str) -> dict:
+    """web scaled out while the exporter's load is high (the e2e tests' policy)."""
+    return {"scalability": {"type": "tosca.policies.Scaling.MiCADO", "targets": ["web"],
+                            "properties": {
+        "min_instances": 1, "max_instances": 3, "sources": [exporter],
+        "alerts": [{"alert": "web_overloaded", "expr": 'web_load{job="micado-apps"} > 0.8',
+                    "for": "0s"}],
+        "scaling_rule": "if web_overloaded:\n  m_container_count += 1\n"}}}
+
+
+def adt(app: str, namespace: str, cache: bool, image: str = "nginx:1.25",
+        policy: dict | None = None) -> str:
     """web (+ cache) in the app's namespace, a raw Secret in "default", a static VM group."""
-    nodes = {"web": container("nginx:1.25", namespace)}
+    nodes = {"web": container(image, namespace)}
     if cache:
         nodes["cache"] = container("redis:7", namespace)
     nodes["settings"] = {"type": "tosca.nodes.MiCADO.Kubernetes", "interfaces": {
@@ -57,9 +68,11 @@ def adt(app: str, namespace: str, cache: bool) -> str:
     nodes["workers"] = {"type": "tosca.nodes.MiCADO.Nova.Compute", "properties": {
         "image_id": "1234-abcd", "flavor_name": "m1.small", "project_id": "p1",
         "network_id": "n1"}}
+    topology: dict = {"node_templates": nodes}
+    if policy:
+        topology["policies"] = [policy]
     return yaml.safe_dump({"tosca_definitions_version": "tosca_simple_yaml_1_2",
-                           "imports": [TYPES], "topology_template": {"node_templates": nodes}},
-                          sort_keys=False)
+                           "imports": [TYPES], "topology_template": topology}, sort_keys=False)
 
 
 @dataclass
@@ -68,10 +81,12 @@ class RealBed:
     daemon: Daemon
     app: str
     namespace: str  # the app's workloads; its Secret is in "default" (the role's only one)
+    exporter: Exporter  # web_load, 0.5 to start with
 
-    def adt(self, *, cache: bool = True) -> Path:
-        path = self.daemon.root / f"{self.app}-{'full' if cache else 'small'}.yaml"
-        path.write_text(adt(self.app, self.namespace, cache))
+    def adt(self, *, cache: bool = True, image: str = "nginx:1.25",
+            policy: dict | None = None) -> Path:
+        path = self.daemon.root / f"{self.app}-{cache}-{image}-{bool(policy)}.yaml"
+        path.write_text(adt(self.app, self.namespace, cache, image, policy))
         return path
 
     def run(self, *args: str) -> str:
@@ -98,6 +113,10 @@ class RealBed:
     def deployments(self) -> set[str]:
         return {name for kind, _, name in self.objects() if kind == "Deployment"}
 
+    def replicas(self, name: str) -> int:
+        return client.AppsV1Api(self.cluster.admin()).read_namespaced_deployment(
+            name, self.namespace).spec.replicas
+
     def ready(self, name: str) -> bool:
         deployment = client.AppsV1Api(self.cluster.admin()).read_namespaced_deployment(
             name, self.namespace)
@@ -118,16 +137,19 @@ def real_bed(kube_cluster: KubeCluster, tmp_path: Path) -> Iterator[RealBed]:
     admin = kube_cluster.admin()
     client.CoreV1Api(admin).create_namespace({"metadata": {"name": namespace}})
     kube_cluster.add_node("workers", app)
+    exporter = Exporter().start()
+    exporter.set("web_load", 0.5)
     prometheus = PrometheusServer(tmp_path / "prometheus").start()
     daemon = Daemon(tmp_path / "controller", "", prometheus.url, prometheus.rules_dir,
                     prometheus.sd_dir, tick_seconds=TICK,
                     kubeconfig=kube_cluster.controller_kubeconfig)
     daemon.start()
     try:
-        yield RealBed(kube_cluster, daemon, app, namespace)
+        yield RealBed(kube_cluster, daemon, app, namespace, exporter)
     finally:
         daemon.kill()
         prometheus.stop()
+        exporter.stop()
 
 
 def test_submit_dry_run_update_restart_and_stop_as_the_controllers_account(
@@ -175,6 +197,32 @@ def test_submit_dry_run_update_restart_and_stop_as_the_controllers_account(
     bed.run("stop", bed.app)
     wait_for(lambda: not bed.objects(), 30, "every object of the app to be deleted")
     assert bed.daemon.stop() == 0
+
+
+def test_the_policy_scales_through_the_subresource_and_an_update_keeps_the_count(
+        real_bed: RealBed) -> None:
+    """The control loop as the controller's account: the alert fires, the loop scales web out
+    through the scale subresource; an update of the ADT then keeps what the policy reached."""
+    bed = real_bed
+    policy = load_policy(bed.exporter.address)
+    bed.run("start", str(bed.adt(cache=False, policy=policy)), "--id", bed.app,
+            "--tick", str(TICK))
+    assert bed.replicas("web") == 1
+    bed.exporter.set("web_load", 1.0)
+    wait_for(lambda: bed.replicas("web") >= 2, 60, "the policy to scale web out")
+    bed.exporter.set("web_load", 0.5)  # neither in nor out from here on
+    wait_for(lambda: bed.ready("web"), READY_TIMEOUT, "web to be ready")
+
+    def steady() -> int | None:
+        """The count, once three ticks left it as it was (the alert has resolved)."""
+        before, ticks = bed.replicas("web"), bed.daemon.ticks()
+        wait_for(lambda: bed.daemon.ticks() >= ticks + 3, 30, "three ticks")
+        return before if bed.replicas("web") == before else None
+
+    scaled = wait_for(steady, 60, "the count to settle")
+    bed.run("update", bed.app, str(bed.adt(cache=False, image="nginx:1.27", policy=policy)))
+    assert bed.replicas("web") == scaled
+    assert troubles(bed.daemon) == []
 
 
 def deployment(app: str, replicas: int | None, image: str = "nginx:1.25") -> dict:
