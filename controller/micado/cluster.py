@@ -33,6 +33,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.utils import parse_quantity
 
 from .adt.k8s.labels import APP, INSTANCE, MANAGED_BY, MANAGER, NAME, NODE_TYPE
 from .adt.model import Workload
@@ -41,6 +42,8 @@ FIELD_MANAGER = "micado"
 SCALABLE_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+# maps whose values are resource quantities (containers' resources, PV capacity, quotas)
+QUANTITY_MAPS = frozenset({"requests", "limits", "capacity", "hard"})
 
 # kind -> (apiVersion, plural, namespaced): what the compiler emits, and what prune looks at.
 # Other kinds are found by discovery when applied.
@@ -537,16 +540,26 @@ def _keep_live_replicas(body: dict[str, Any], live: dict[str, Any]) -> dict[str,
     return {**body, "spec": {**spec, "replicas": replicas}}
 
 
-def _contains(live: Any, wanted: Any, skip: tuple[str, ...]) -> bool:
-    """True when every field of `wanted` (but the top-level keys in `skip`) is in `live`."""
+def _contains(live: Any, wanted: Any, skip: tuple[str, ...], quantity: bool = False) -> bool:
+    """True when every field of `wanted` (but the top-level keys in `skip`) is in `live`.
+
+    The values of resource maps (`requests`, `limits`, ...) are quantities (`quantity`: a value
+    of one, or such a map), which the server stores normalised (0.5 -> "500m", "1024Mi" ->
+    "1Gi"): compared by value."""
     if isinstance(wanted, dict):
         if not isinstance(live, dict):
             return False
-        return all(key in skip or (key in live and _contains(live[key], value, ()))
-                   for key, value in wanted.items())
+        return all(key in skip or (key in live and _contains(
+            live[key], value, (), key in QUANTITY_MAPS if isinstance(value, dict) else quantity))
+            for key, value in wanted.items())
     if isinstance(wanted, list):
         return (isinstance(live, list) and len(live) == len(wanted)
                 and all(_contains(a, b, ()) for a, b in zip(live, wanted, strict=True)))
+    if quantity and live != wanted:
+        try:
+            return bool(parse_quantity(live) == parse_quantity(wanted))
+        except (ValueError, TypeError):
+            return False
     return bool(live == wanted)
 
 

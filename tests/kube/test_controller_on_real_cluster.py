@@ -38,7 +38,9 @@ TYPES = "https://raw.githubusercontent.com/micado-scale/tosca/develop/micado_typ
 def container(image: str, namespace: str) -> dict:
     """A Deployment node on the `workers` group, in `namespace`."""
     return {"type": "tosca.nodes.MiCADO.Container.Application.Docker.Deployment",
-            "properties": {"image": image, "ports": [{"port": 8080}]},
+            "properties": {"image": image, "ports": [{"port": 8080}],
+                           # quantities the server normalises (500m, 1Gi)
+                           "resources": {"requests": {"cpu": 0.5, "memory": "1024Mi"}}},
             "interfaces": {"Kubernetes": {"create": {"inputs": {
                 "metadata": {"namespace": namespace}}}}},
             "requirements": [{"host": "workers"}]}
