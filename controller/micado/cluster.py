@@ -16,7 +16,8 @@ Ownership: an object belongs to the app named by its `app.kubernetes.io/instance
 `apply(..., owner=)` reads each object first and refuses one labelled for another app, and
 sends the `resourceVersion` it read, so a relabelling in between fails the apply (409) instead
 of being overwritten; deletes carry the same precondition, so an object relabelled between the
-list and the delete is left alone.
+list and the delete is left alone. Such a 409 is read again and retried with the same backoff
+(`attempts` in all): controllers rewrite a scaling Deployment's status many times a second.
 """
 
 from __future__ import annotations
@@ -269,7 +270,9 @@ class Cluster:
                 applied.append(self._apply_one(path, body))
                 continue
             key = (manifest["kind"], namespace or "", meta["name"])
-            for attempt in range(3):
+            for attempt in range(self.attempts):
+                if attempt:
+                    self._backoff(attempt - 1)
                 live = self._get_or_none(path)
                 guarded = body
                 if live is not None:
@@ -284,7 +287,7 @@ class Cluster:
                     applied.append(self._apply_one(path, guarded))
                     break
                 except ClusterError as e:
-                    if e.status != 409 or attempt == 2:
+                    if e.status != 409 or attempt == self.attempts - 1:
                         raise
         return applied
 
@@ -428,7 +431,9 @@ class Cluster:
         """Delete an object if it still carries `owner`'s label (a precondition on the
         resourceVersion it was seen with); False when it is gone or no longer the owner's."""
         path = resource.path(namespace, name)
-        for _ in range(3):
+        for attempt in range(self.attempts):
+            if attempt:
+                self._backoff(attempt - 1)
             body: dict[str, Any] = {"propagationPolicy": "Background"}
             if resource_version:
                 body["preconditions"] = {"resourceVersion": resource_version}
@@ -494,8 +499,13 @@ class Cluster:
             transient = error.status is None or error.status in TRANSIENT_STATUSES
             if not transient or attempt == self.attempts - 1:
                 raise error
-            self._sleep(min(self.max_delay, self.base_delay * 2 ** attempt))
+            self._backoff(attempt)
         raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> None:
+        """The pause after the `attempt`-th (from 0) failure: transient errors, and 409s on
+        objects that controllers keep updating (a Deployment's status while it scales)."""
+        self._sleep(min(self.max_delay, self.base_delay * 2 ** attempt))
 
 
 def _api_error(status: int | None, reason: str | None, data: Any, what: str) -> ClusterError:

@@ -257,6 +257,20 @@ def test_an_apply_without_replicas_keeps_the_live_count(kube_cluster: KubeCluste
     cluster.delete_app(app)
 
 
+def test_an_app_is_deleted_while_its_deployments_scale(kube_cluster: KubeCluster) -> None:
+    """The Deployment controller rewrites a scaling Deployment's status many times a second,
+    each time a new resourceVersion: the delete's precondition failed three times in a row and
+    the stop gave up ("kept changing"); the fake never changes an object by itself. Now the
+    delete backs off between attempts, as for transient errors."""
+    kube_cluster.add_node("workers", "churn")
+    cluster = Cluster.from_kubeconfig(str(kube_cluster.controller_kubeconfig))
+    for _ in range(3):
+        app = f"churn{uuid.uuid4().hex[:6]}"
+        cluster.apply([deployment(app, 1)], owner=app)
+        cluster.scale(Workload("web", "Deployment", app, "default", {"app": app}), 20)
+        assert cluster.delete_app(app) == [("Deployment", "default", app)]
+
+
 def test_scale_subresource_and_node_groups_as_the_controllers_account(
         kube_cluster: KubeCluster) -> None:
     app = f"scale{uuid.uuid4().hex[:6]}"
