@@ -16,11 +16,13 @@ Ownership: an object belongs to the app named by its `app.kubernetes.io/instance
 `apply(..., owner=)` reads each object first and refuses one labelled for another app, and
 sends the `resourceVersion` it read, so a relabelling in between fails the apply (409) instead
 of being overwritten; deletes carry the same precondition, so an object relabelled between the
-list and the delete is left alone.
+list and the delete is left alone. Such a 409 is read again and retried with the same backoff
+(`attempts` in all): controllers rewrite a scaling Deployment's status many times a second.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -32,6 +34,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.utils import parse_quantity
 
 from .adt.k8s.labels import APP, INSTANCE, MANAGED_BY, MANAGER, NAME, NODE_TYPE
 from .adt.model import Workload
@@ -40,6 +43,8 @@ FIELD_MANAGER = "micado"
 SCALABLE_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+# maps whose values are resource quantities (containers' resources, PV capacity, quotas)
+QUANTITY_MAPS = frozenset({"requests", "limits", "capacity", "hard"})
 
 # kind -> (apiVersion, plural, namespaced): what the compiler emits, and what prune looks at.
 # Other kinds are found by discovery when applied.
@@ -191,9 +196,7 @@ class Cluster:
         found: dict[tuple[str, str, str], dict[str, Any]] = {}
         for api_version, kind in dict.fromkeys(kinds):
             resource = self._resource(api_version, kind)
-            items = self._request("GET", resource.path(),
-                                  query={"labelSelector": f"{INSTANCE}={app_id}"}
-                                  ).get("items") or []
+            items = self._list(resource, f"{INSTANCE}={app_id}")
             for item in items:
                 meta = item.get("metadata") or {}
                 found[kind, meta.get("namespace") or "", meta.get("name", "")] = item
@@ -251,7 +254,8 @@ class Cluster:
         With `owner` (an app id), each object is read first: one labelled for another app
         raises `ObjectOwned` (before anything else is applied from there on) unless
         `adopt(key, its label)` says the app may take it back (see `AppManager`); the apply
-        carries the resourceVersion read, so a change in between is a 409, read again.
+        carries the resourceVersion read, so a change in between is a 409, read again. A
+        Deployment or StatefulSet applied without `spec.replicas` keeps its live count.
         """
         applied = []
         for manifest in sorted(manifests, key=apply_rank):
@@ -266,7 +270,9 @@ class Cluster:
                 applied.append(self._apply_one(path, body))
                 continue
             key = (manifest["kind"], namespace or "", meta["name"])
-            for attempt in range(3):
+            for attempt in range(self.attempts):
+                if attempt:
+                    self._backoff(attempt - 1)
                 live = self._get_or_none(path)
                 guarded = body
                 if live is not None:
@@ -274,13 +280,14 @@ class Cluster:
                     label = (live_meta.get("labels") or {}).get(INSTANCE)
                     if label != owner and not (adopt is not None and adopt(key, label)):
                         raise ObjectOwned(key, label)
-                    guarded = {**body, "metadata": {**body["metadata"], "resourceVersion":
-                                                    live_meta.get("resourceVersion")}}
+                    guarded = {**_keep_live_replicas(body, live),
+                               "metadata": {**body["metadata"], "resourceVersion":
+                                            live_meta.get("resourceVersion")}}
                 try:
                     applied.append(self._apply_one(path, guarded))
                     break
                 except ClusterError as e:
-                    if e.status != 409 or attempt == 2:
+                    if e.status != 409 or attempt == self.attempts - 1:
                         raise
         return applied
 
@@ -317,8 +324,7 @@ class Cluster:
             api_version = KNOWN_KINDS[kind][0] if kind in KNOWN_KINDS else next(
                 m["apiVersion"] for m in keep if m["kind"] == kind)
             resource = self._resource(api_version, kind)
-            items = self._request("GET", resource.path(),
-                                  query={"labelSelector": selector}).get("items") or []
+            items = self._list(resource, selector)
             for item in items:
                 meta = item.get("metadata") or {}
                 key = (kind, meta.get("namespace") or "", meta["name"])
@@ -357,7 +363,7 @@ class Cluster:
                                     "namespace": namespace, "name": meta["name"],
                                     "owner": owner or ""})
                     continue
-                action = "unchanged" if _contains(live, manifest, ("metadata",)) and \
+                action = "unchanged" if _contains(live, _as_stored(manifest), ("metadata",)) and \
                     _contains(live.get("metadata") or {}, _applied_meta(meta), ()) \
                     else "update"
             changes.append({"action": action, "kind": manifest["kind"],
@@ -369,8 +375,7 @@ class Cluster:
             api_version = KNOWN_KINDS[kind][0] if kind in KNOWN_KINDS else next(
                 m["apiVersion"] for m in manifests if m["kind"] == kind)
             resource = self._resource(api_version, kind)
-            items = self._request("GET", resource.path(),
-                                  query={"labelSelector": selector}).get("items") or []
+            items = self._list(resource, selector)
             for item in items:
                 meta = item.get("metadata") or {}
                 key = (kind, meta.get("namespace") or "", meta["name"])
@@ -397,12 +402,38 @@ class Cluster:
         return self.prune(app_id, keep=())
 
     # ------------------------------------------------------------------ plumbing
+    def _list(self, resource: Resource, selector: str) -> list[dict[str, Any]]:
+        """The objects of one kind matching a label selector, in every namespace.
+
+        One cluster-wide list when RBAC allows it; else (a namespaced kind the controller may
+        use only in some namespaces, like Secrets: see the k3s_server role's README) one list
+        per namespace, skipping those where it is refused: it cannot have made objects there.
+        """
+        query = {"labelSelector": selector}
+        try:
+            return self._request("GET", resource.path(), query=query).get("items") or []
+        except ClusterError as e:
+            if e.status != 403 or not resource.namespaced:
+                raise
+        namespaces = self._request("GET", "/api/v1/namespaces").get("items") or []
+        items: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            try:
+                items += self._request("GET", resource.path(namespace["metadata"]["name"]),
+                                       query=query).get("items") or []
+            except ClusterError as e:
+                if e.status != 403:
+                    raise
+        return items
+
     def _delete(self, resource: Resource, namespace: str | None, name: str, owner: str,
                 resource_version: str | None) -> bool:
         """Delete an object if it still carries `owner`'s label (a precondition on the
         resourceVersion it was seen with); False when it is gone or no longer the owner's."""
         path = resource.path(namespace, name)
-        for _ in range(3):
+        for attempt in range(self.attempts):
+            if attempt:
+                self._backoff(attempt - 1)
             body: dict[str, Any] = {"propagationPolicy": "Background"}
             if resource_version:
                 body["preconditions"] = {"resourceVersion": resource_version}
@@ -468,8 +499,13 @@ class Cluster:
             transient = error.status is None or error.status in TRANSIENT_STATUSES
             if not transient or attempt == self.attempts - 1:
                 raise error
-            self._sleep(min(self.max_delay, self.base_delay * 2 ** attempt))
+            self._backoff(attempt)
         raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> None:
+        """The pause after the `attempt`-th (from 0) failure: transient errors, and 409s on
+        objects that controllers keep updating (a Deployment's status while it scales)."""
+        self._sleep(min(self.max_delay, self.base_delay * 2 ** attempt))
 
 
 def _api_error(status: int | None, reason: str | None, data: Any, what: str) -> ClusterError:
@@ -486,16 +522,54 @@ def _api_error(status: int | None, reason: str | None, data: Any, what: str) -> 
     return ClusterError(status, reason or "", message or reason or "", what)
 
 
-def _contains(live: Any, wanted: Any, skip: tuple[str, ...]) -> bool:
-    """True when every field of `wanted` (but the top-level keys in `skip`) is in `live`."""
+def _as_stored(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest as the API server stores it, where it differs in a way we can compute: a
+    Secret's write-only `stringData` is merged into `data`, base64-encoded (without this, a dry
+    run on a real server called every such Secret an update)."""
+    strings = manifest.get("stringData")
+    if manifest.get("kind") != "Secret" or not isinstance(strings, dict):
+        return manifest
+    data = {**(manifest.get("data") or {}), **{
+        key: base64.b64encode(str(value).encode()).decode() for key, value in strings.items()}}
+    return {**{k: v for k, v in manifest.items() if k != "stringData"}, "data": data}
+
+
+def _keep_live_replicas(body: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+    """A scalable manifest without `spec.replicas`, given the live count.
+
+    Server-side apply removes a field its manager set before and now leaves out: on a real
+    API server, an update that drops replicas (to keep what the policies scaled to) would reset
+    a Deployment still at the count micado applied (say the ADT's 2) to the default, 1. Sent
+    with the resourceVersion it was read at, so a scale in between is a 409, read again.
+    """
+    spec = body.get("spec")
+    replicas = (live.get("spec") or {}).get("replicas")
+    if body.get("kind") not in SCALABLE_KINDS or not isinstance(spec, dict) \
+            or "replicas" in spec or replicas is None:
+        return body
+    return {**body, "spec": {**spec, "replicas": replicas}}
+
+
+def _contains(live: Any, wanted: Any, skip: tuple[str, ...], quantity: bool = False) -> bool:
+    """True when every field of `wanted` (but the top-level keys in `skip`) is in `live`.
+
+    The values of resource maps (`requests`, `limits`, ...) are quantities (`quantity`: a value
+    of one, or such a map), which the server stores normalised (0.5 -> "500m", "1024Mi" ->
+    "1Gi"): compared by value."""
     if isinstance(wanted, dict):
         if not isinstance(live, dict):
             return False
-        return all(key in skip or (key in live and _contains(live[key], value, ()))
-                   for key, value in wanted.items())
+        return all(key in skip or (key in live and _contains(
+            live[key], value, (), key in QUANTITY_MAPS if isinstance(value, dict) else quantity))
+            for key, value in wanted.items())
     if isinstance(wanted, list):
         return (isinstance(live, list) and len(live) == len(wanted)
                 and all(_contains(a, b, ()) for a, b in zip(live, wanted, strict=True)))
+    if quantity and live != wanted:
+        try:
+            return bool(parse_quantity(live) == parse_quantity(wanted))
+        except (ValueError, TypeError):
+            return False
     return bool(live == wanted)
 
 

@@ -1,6 +1,7 @@
 """The controller as users run it: `micado controller run --config FILE` in its own process,
 driven through its REST API and the `micado` CLI, against a Kubernetes API served over HTTP
-(the fake server, in this test process) and a real Prometheus.
+(the fake server, in this test process; or a real API server through `kubeconfig`, see
+tests/kube/) and a real Prometheus.
 
 Not a conftest (see tests/integration/prometheus_fixture.py for why): test modules import it.
 """
@@ -50,6 +51,7 @@ class Daemon:
     write_kubeconfig: bool = True  # False: the kubeconfig does not exist (k3s not started)
     nodes: dict[str, Any] | None = None  # the config's `nodes:` section (the VM actuator)
     env: dict[str, str] = field(default_factory=dict)  # added to the process's environment
+    kubeconfig: Path | None = None  # a real cluster's (kube_url unused): used as it is
     process: subprocess.Popen | None = None
     starts: int = 0
 
@@ -69,6 +71,13 @@ class Daemon:
     def log(self) -> Path:
         return self.root / f"controller-{self.starts}.log"
 
+    def kubeconfig_file(self) -> Path:
+        if self.kubeconfig is not None:
+            return self.kubeconfig
+        if not self.write_kubeconfig:
+            return self.root / "missing-kubeconfig"
+        return write_kubeconfig(self.root / "kubeconfig", self.kube_url)
+
     def write_config(self) -> Path:
         config = {
             "listen": f"127.0.0.1:{self.port}",
@@ -78,10 +87,7 @@ class Daemon:
             "prometheus": {"url": self.prometheus_url, "timeout": 2,
                            "rules_dir": str(self.rules_dir),
                            "targets_dir": str(self.targets_dir)},
-            "kubernetes": {"kubeconfig": str(
-                write_kubeconfig(self.root / "kubeconfig", self.kube_url)
-                if self.write_kubeconfig else self.root / "missing-kubeconfig"),
-                "attempts": 3},
+            "kubernetes": {"kubeconfig": str(self.kubeconfig_file()), "attempts": 3},
         }
         if self.nodes is not None:
             config["nodes"] = self.nodes
@@ -138,6 +144,13 @@ class Daemon:
             [sys.executable, "-m", "micado", *args, "--endpoint", self.url,
              "--token-file", str(self.token_file)],
             capture_output=True, text=True, timeout=60, check=False)
+
+    def ticks(self) -> int:
+        """Ticks the daemon has finished (its own /metrics)."""
+        metrics = self.api("GET", "/metrics").text
+        counts = [line.split()[-1] for line in metrics.splitlines()
+                  if line.startswith("micado_tick_seconds_count")]
+        return int(float(counts[0])) if counts else 0
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         found = self.api("GET", "/v1/events", params={"limit": 1000}).json()["events"]

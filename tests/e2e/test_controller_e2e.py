@@ -55,13 +55,6 @@ class Bed:
                  and r.at >= since]
         return [(r.at, 0) for r in calls]
 
-    def ticks(self) -> int:
-        """Ticks the daemon has finished (its own /metrics)."""
-        metrics = self.daemon.api("GET", "/metrics").text
-        counts = [line.split()[-1] for line in metrics.splitlines()
-                  if line.startswith("micado_tick_seconds_count")]
-        return int(float(counts[0])) if counts else 0
-
     def firing(self) -> bool:
         try:
             alerts = requests.get(f"{self.prometheus.url}/api/v1/alerts",
@@ -118,12 +111,12 @@ def test_scaling_follows_the_load(bed: Bed) -> None:
     wait_for(bed.firing, 30, "the alert to fire")
     # counted in ticks, not seconds: the tick under way may have read the alerts before this
     # one fired, the one after it starts later and must scale
-    finished = bed.ticks()
+    finished = bed.daemon.ticks()
     assert finished > 0, "the daemon counts its ticks in micado_tick_seconds"
     seen: list[tuple[int, list]] = []
 
     def scaled_or_two_ticks_done() -> bool:
-        ticks = bed.ticks()  # first: a tick's scale call comes before its tick is counted
+        ticks = bed.daemon.ticks()  # first: a tick's scale call comes before its tick is counted
         seen.append((ticks, bed.scale_calls(since=raised)))
         return bool(seen[-1][1]) or ticks >= finished + 2
 
@@ -179,8 +172,8 @@ def test_prometheus_down_nothing_scales_in(bed: Bed) -> None:
         return "does not answer" in status["inputs"].get("prometheus", "")
 
     wait_for(says_why, 20, "the status to say Prometheus does not answer")
-    started = bed.ticks()
-    wait_for(lambda: bed.ticks() >= started + 4, 60, "four ticks without Prometheus")
+    started = bed.daemon.ticks()
+    wait_for(lambda: bed.daemon.ticks() >= started + 4, 60, "four ticks without Prometheus")
     assert bed.replicas() == held
     assert len(bed.scale_calls()) == calls
     status = bed.daemon.api("GET", "/v1/apps/web/status").json()

@@ -142,17 +142,18 @@ def test_controller_role_denies_what_it_does_not_list(kube_cluster: KubeCluster)
     assert not allowed(client.RbacAuthorizationV1Api(api).list_cluster_role)
 
 
-def test_finding_controller_role_cannot_list_persistentvolumes(kube_cluster: KubeCluster) -> None:
-    """Today's role, a known defect (issue 12): no rule for persistentvolumes, so `micado start`,
-    which lists every kind it knows cluster-wide, is refused. When the role is fixed, this test
-    is turned around."""
-    assert not allowed(client.CoreV1Api(kube_cluster.controller()).list_persistent_volume)
+def test_controller_role_lists_persistentvolumes(kube_cluster: KubeCluster) -> None:
+    """Once a finding (issue 12): the role had no rule for persistentvolumes, so `micado start`,
+    which lists every kind it knows cluster-wide, was refused (403) on a real cluster."""
+    assert allowed(client.CoreV1Api(kube_cluster.controller()).list_persistent_volume)
 
 
-def test_finding_controller_role_reads_every_secret(kube_cluster: KubeCluster) -> None:
-    """Today's role, a known defect (issue 12): secrets are granted cluster-wide, so the
-    controller reads kube-system's too (near cluster-admin). When the role is narrowed, this
-    test is turned around."""
+def test_controller_role_reads_secrets_only_in_its_listed_namespaces(
+        kube_cluster: KubeCluster) -> None:
+    """Once a finding (issue 12): Secrets were granted cluster-wide, kube-system's included.
+    Now only through a RoleBinding in each of k3s_server_controller_secret_namespaces."""
     core = client.CoreV1Api(kube_cluster.controller())
-    assert allowed(core.list_namespaced_secret, "kube-system")
-    assert allowed(core.list_secret_for_all_namespaces)
+    assert not allowed(core.list_namespaced_secret, "kube-system")
+    assert not allowed(core.read_namespaced_secret, "micado-controller-token", "micado-system")
+    assert not allowed(core.list_secret_for_all_namespaces)
+    assert allowed(core.list_namespaced_secret, "default")
