@@ -19,8 +19,12 @@ Not a real API server: no validation, no admission, no controllers (status is wh
 seeds; nothing turns a Secret's stringData into data), no watch, no PodDisruptionBudgets (an
 eviction deletes the pod at once, as the real server does for a pod without a budget whose
 kubelet has stopped it), server-side apply replaces the applied object instead of tracking
-field ownership (except `spec.replicas` of scalable kinds, kept when the applied object leaves
-it out, as the real server does once /scale has set it).
+field ownership (except `spec.replicas` of scalable kinds, always kept when the applied object
+leaves it out; the real server keeps it only once /scale owns it and removes it if the applier
+owned it: tests/kube/test_controller_on_real_cluster.py covers that), no RBAC, no quantity
+normalisation. Since a real API server runs in the tests (tests/kube/, `make test-cluster`),
+this fake is kept for what a real server cannot be made to do on demand: 5xx and 429 bursts,
+slow answers, objects changed between two requests of the client.
 """
 
 from __future__ import annotations
