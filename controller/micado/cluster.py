@@ -131,6 +131,7 @@ class Cluster:
         self.timeout = timeout
         self._sleep = sleep
         self._resources: dict[tuple[str, str], Resource] = {}
+        self._refused_cluster_wide: set[str] = set()  # kinds RBAC lets us list per namespace
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None, *,
@@ -408,13 +409,16 @@ class Cluster:
         One cluster-wide list when RBAC allows it; else (a namespaced kind the controller may
         use only in some namespaces, like Secrets: see the k3s_server role's README) one list
         per namespace, skipping those where it is refused: it cannot have made objects there.
+        A refused cluster-wide list is not asked again (the loop lists every tick).
         """
         query = {"labelSelector": selector}
-        try:
-            return self._request("GET", resource.path(), query=query).get("items") or []
-        except ClusterError as e:
-            if e.status != 403 or not resource.namespaced:
-                raise
+        if resource.path() not in self._refused_cluster_wide:
+            try:
+                return self._request("GET", resource.path(), query=query).get("items") or []
+            except ClusterError as e:
+                if e.status != 403 or not resource.namespaced:
+                    raise
+            self._refused_cluster_wide.add(resource.path())
         namespaces = self._request("GET", "/api/v1/namespaces").get("items") or []
         items: list[dict[str, Any]] = []
         for namespace in namespaces:

@@ -447,3 +447,20 @@ def test_apply_as_owner_re_creates_an_object_deleted_after_it_was_read(
     api.on_request(delete_it)
     cluster.apply([workload_manifest("Deployment", "web")], owner=APP)
     assert deleted and api.get("apps", "deployments", "default", "web") is not None
+
+
+def test_a_kind_refused_cluster_wide_is_listed_per_namespace_and_not_asked_again(
+        api: FakeKubeApi, cluster: Cluster) -> None:
+    """RBAC may grant Secrets only in some namespaces (the k3s_server role's secret namespaces):
+    the app's objects are still found, namespace by namespace, and the refused cluster-wide list
+    is not sent again on the next tick."""
+    for name in ("default", "other"):
+        api.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    api.seed({"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "creds", "namespace": "default", "labels": {INSTANCE: "app"}}})
+    api.fail_next(403)  # the cluster-wide list
+    for _ in range(2):
+        found = cluster.app_objects("app", [("v1", "Secret")])
+        assert set(found) == {("Secret", "default", "creds")}
+    assert [r.path for r in api.requests if r.path == "/api/v1/secrets"] == ["/api/v1/secrets"]
+    assert sum(r.path == "/api/v1/namespaces/default/secrets" for r in api.requests) == 2
