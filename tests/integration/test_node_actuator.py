@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,11 +120,23 @@ def make_bed(root: Path, **overrides: object) -> Bed:
 
 
 @pytest.fixture
-def bed(tmp_path: Path) -> Iterator[Bed]:
-    made = make_bed(tmp_path)
-    yield made
-    made.actuator.close()
-    made.store.close()
+def beds(tmp_path: Path) -> Iterator[Callable[..., Bed]]:
+    """make_bed(tmp_path, **settings) for a test; what it made is closed at the end."""
+    made: list[Bed] = []
+
+    def make(**overrides: object) -> Bed:
+        made.append(make_bed(tmp_path, **overrides))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.actuator.close()
+        one.store.close()
+
+
+@pytest.fixture
+def bed(beds: Callable[..., Bed]) -> Bed:
+    return beds()
 
 
 def test_a_run_reports_the_node_count_and_its_events(bed: Bed,
@@ -168,16 +180,8 @@ def test_a_run_reports_the_node_count_and_its_events(bed: Bed,
         assert ENV_SECRET.encode() not in content, path
 
 
-def test_a_failed_run_backs_off_with_its_reason_then_is_retried(tmp_path: Path) -> None:
-    bed = make_bed(tmp_path, keep_runs=1)
-    try:
-        failed_then_retried(bed)
-    finally:
-        bed.actuator.close()
-        bed.store.close()
-
-
-def failed_then_retried(bed: Bed) -> None:
+def test_a_failed_run_backs_off_with_its_reason_then_is_retried(beds: Callable[..., Bed]) -> None:
+    bed = beds(keep_runs=1)
     (bed.root / "fail-workers").write_text("the cloud refused: quota exceeded")
     op = bed.op("workers", 3)
     bed.actuator.start(op, group_spec("workers"), [])
@@ -202,56 +206,49 @@ def failed_then_retried(bed: Bed) -> None:
         f"op{op.op_id}-{starts}"]
 
 
-def test_status_says_when_a_failed_operation_is_retried_and_why(tmp_path: Path) -> None:
-    bed = make_bed(tmp_path, backoff_seconds=600.0, backoff_max_seconds=1800.0)
-    try:
-        (bed.root / "fail-workers").write_text("instance stuck in BUILD")
-        op = bed.op("workers", 1)
-        bed.actuator.start(op, group_spec("workers"), [])
-        bed.wait("the failure event", lambda: bed.events("action_failed"))
-        assert "backing off 600 s" in bed.events("action_failed")[0]
-        why = bed.actuator.describe(op) or ""
-        assert why.startswith("backing off after a failure, retried in "), why
-        assert why.endswith("s: localhost failed: Fail as the test asked: instance stuck in "
-                            "BUILD"), why
-        group = bed.actuator.groups("app")[0]
-        assert group["waiting_op"] == op.op_id and group["running_op"] is None
-        assert group["backoff_until"] is not None and group["failures"] == 1
-        newer = bed.op("workers", 2)  # a newer decision waits for the backoff too
-        bed.actuator.start(newer, group_spec("workers"), [])
-        assert bed.result(op).error == (f"superseded by operation {newer.op_id}")
-        assert (bed.actuator.describe(newer) or "").startswith("backing off after a failure")
-        assert [line.split()[0] for line in bed.log()] == ["start"]
-    finally:
-        bed.actuator.close()
-        bed.store.close()
+def test_status_says_when_a_failed_operation_is_retried_and_why(beds: Callable[..., Bed]) -> None:
+    bed = beds(backoff_seconds=600.0, backoff_max_seconds=1800.0)
+    (bed.root / "fail-workers").write_text("instance stuck in BUILD")
+    op = bed.op("workers", 1)
+    bed.actuator.start(op, group_spec("workers"), [])
+    bed.wait("the failure event", lambda: bed.events("action_failed"))
+    assert "backing off 600 s" in bed.events("action_failed")[0]
+    why = bed.actuator.describe(op) or ""
+    assert why.startswith("backing off after a failure, retried in "), why
+    assert why.endswith("s: localhost failed: Fail as the test asked: instance stuck in "
+                        "BUILD"), why
+    group = bed.actuator.groups("app")[0]
+    assert group["waiting_op"] == op.op_id and group["running_op"] is None
+    assert group["backoff_until"] is not None and group["failures"] == 1
+    newer = bed.op("workers", 2)  # a newer decision waits for the backoff too
+    bed.actuator.start(newer, group_spec("workers"), [])
+    assert bed.result(op).error == (f"superseded by operation {newer.op_id}")
+    assert (bed.actuator.describe(newer) or "").startswith("backing off after a failure")
+    assert [line.split()[0] for line in bed.log()] == ["start"]
 
 
-def test_a_run_past_the_maximum_provisioning_time_is_cancelled(tmp_path: Path) -> None:
+def test_a_run_past_the_maximum_provisioning_time_is_cancelled(
+        beds: Callable[..., Bed]) -> None:
     # long enough for ansible-playbook to reach its sleep on a loaded machine
-    bed = make_bed(tmp_path, max_provisioning_seconds=15.0)
-    try:
-        (bed.root / "sleep-workers").write_text("600")
-        op = bed.op("workers", 1)
-        bed.actuator.start(op, group_spec("workers"), [])
-        sleeps: list[psutil.Process] = []
-        end = time.monotonic() + WAIT
-        while (result := bed.actuator.poll(op)) is None:
-            assert time.monotonic() < end, "the run was never cancelled"
-            sleeps += [p for p in sleeping() if p not in sleeps]
-            time.sleep(0.1)
-        assert sleeps, "the run was cancelled before its sleep task"
-        assert result.nodes is None
-        assert result.error == ("cancelled: the run took longer than the maximum provisioning "
-                                "time (15 s)")
-        assert not (bed.root / "count-app-workers").exists()
-        status = next((bed.root / "nodes").rglob("artifacts/*/status")).read_text()
-        assert status == "canceled"
-        assert bed.actuator.groups("app")[0]["backoff_reason"] == result.error
-        bed.wait("the run's processes to end", lambda: all(map(gone, sleeps)))
-    finally:
-        bed.actuator.close()
-        bed.store.close()
+    bed = beds(max_provisioning_seconds=15.0)
+    (bed.root / "sleep-workers").write_text("600")
+    op = bed.op("workers", 1)
+    bed.actuator.start(op, group_spec("workers"), [])
+    sleeps: list[psutil.Process] = []
+    end = time.monotonic() + WAIT
+    while (result := bed.actuator.poll(op)) is None:
+        assert time.monotonic() < end, "the run was never cancelled"
+        sleeps += [p for p in sleeping() if p not in sleeps]
+        time.sleep(0.1)
+    assert sleeps, "the run was cancelled before its sleep task"
+    assert result.nodes is None
+    assert result.error == ("cancelled: the run took longer than the maximum provisioning "
+                            "time (15 s)")
+    assert not (bed.root / "count-app-workers").exists()
+    status = next((bed.root / "nodes").rglob("artifacts/*/status")).read_text()
+    assert status == "canceled"
+    assert bed.actuator.groups("app")[0]["backoff_reason"] == result.error
+    bed.wait("the run's processes to end", lambda: all(map(gone, sleeps)))
 
 
 def test_shutdown_cancels_a_running_operation_and_keeps_it_pending(bed: Bed) -> None:

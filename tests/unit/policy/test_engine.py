@@ -60,10 +60,6 @@ class Recorder:
         return evaluate(code, inputs, outputs, timeout=timeout)
 
 
-def must_not_run(*args: Any, **kwargs: Any) -> RuleResult:
-    raise AssertionError("the rule must not be evaluated")
-
-
 # --- stressng: VM rule -------------------------------------------------------------------
 
 
