@@ -24,10 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "controller"))
 
+from micado.actuators.node_runner import AnsibleNodeActuator  # noqa: E402
 from micado.adt.model import Contextualisation, NodeGroup  # noqa: E402
-from micado.config import NodesConfig  # noqa: E402
-from micado.node_runner import AnsibleNodeActuator  # noqa: E402
-from micado.store import Operation, Store  # noqa: E402
+from micado.control.config import NodesConfig  # noqa: E402
+from micado.control.store import Operation, Store  # noqa: E402
 
 PLAYBOOK = REPO / "tests" / "data" / "nodes" / "scale_nodes.yml"
 GROUPS = 20

@@ -261,7 +261,7 @@ def micado_command() -> list[str]:
     script = Path(sys.executable).parent / "micado"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from micado.cli import main; main()"]
+    return [sys.executable, "-c", "from micado.cli.main import main; main()"]
 
 
 def start_daemon(procs: Processes, work: Path, *, kube_url: str, prometheus: Prometheus,

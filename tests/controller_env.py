@@ -3,7 +3,7 @@
 `ControllerEnv` wires a real `Store` (temp SQLite), `Cluster` (official client) talking HTTP to
 the fake Kubernetes API server, `PrometheusSource`/`RuleFiles`/`ScrapeTargets` pointed at a
 Prometheus (the fake one by default; pass `prometheus_url` for a real one), the
-`ControlLoop` and the `AppManager`, exactly as `micado.daemon` wires them. Pytest-free, so
+`ControlLoop` and the `AppManager`, exactly as `micado.control.daemon` wires them. Pytest-free, so
 fixtures, benchmarks and subprocess tests can all use it.
 """
 
@@ -17,13 +17,13 @@ from kubernetes import client as k8s
 
 from fakes.kube_api import FakeKubeApi
 from fakes.prometheus_api import FakePrometheus
-from micado.apps import AppManager
-from micado.cluster import Cluster
-from micado.loop import ControlLoop
-from micado.metrics import PrometheusSource, RuleFiles, ScrapeTargets
-from micado.nodes import UnconfiguredNodeActuator
-from micado.store import Store
-from micado.telemetry import Telemetry
+from micado.actuators.kubernetes import Cluster
+from micado.actuators.nodes import UnconfiguredNodeActuator
+from micado.control.apps import AppManager
+from micado.control.loop import ControlLoop
+from micado.control.store import Store
+from micado.control.telemetry import Telemetry
+from micado.sources.prometheus import PrometheusSource, RuleFiles, ScrapeTargets
 
 DATA = Path(__file__).resolve().parent / "data" / "controller"
 WEB_ADT = DATA / "web.yaml"

@@ -1,5 +1,5 @@
 """`python -m micado` is the `micado` command."""
 
-from .cli import main
+from micado.cli.main import main
 
 main()

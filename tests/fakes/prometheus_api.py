@@ -1,8 +1,9 @@
 """A small fake of Prometheus's HTTP API on 127.0.0.1 (stdlib `http.server`), for fast tests.
 
-Speaks the shapes `prometheus-api-client` and `micado.metrics` read: `/api/v1/query` (GET or
-form POST; the value a test set for that exact expression, else an empty vector),
-`/api/v1/alerts`, `/api/v1/rules`, `/-/healthy`, `/-/ready` and `/-/reload` (counted).
+Speaks the shapes `prometheus-api-client` and `micado.sources.prometheus` read:
+`/api/v1/query` (GET or form POST; the value a test set for that exact expression, else an
+empty vector), `/api/v1/alerts`, `/api/v1/rules`, `/-/healthy`, `/-/ready` and `/-/reload`
+(counted).
 `down = True` makes every request fail with 503, as an unhealthy server would; `fail(expr, ...)`
 makes one expression fail as Prometheus reports a PromQL error, and `delay` answers every query
 that many seconds late (a slow server).

@@ -25,8 +25,8 @@ from prometheus_fixture import (
 
 from controller_env import ControllerEnv
 from micado.adt import compile_adt
-from micado.metrics import PrometheusSource, ScrapeTargets
 from micado.policy.engine import TargetState, TickInputs, decide
+from micado.sources.prometheus import PrometheusSource, ScrapeTargets
 
 __all__ = ["doomed_prometheus", "prometheus"]  # fixtures, imported for pytest
 

@@ -1,4 +1,4 @@
-"""micado.metrics against a real Prometheus (Debian package) and a tiny exporter."""
+"""micado.sources.prometheus against a real Prometheus (Debian package) and a tiny exporter."""
 
 from __future__ import annotations
 
@@ -20,7 +20,13 @@ from prometheus_fixture import (
 
 from controller_env import ControllerEnv
 from fakes.prometheus_api import FakePrometheus
-from micado.metrics import PrometheusSource, QueryFailed, RuleFileError, RuleFiles, ScrapeTargets
+from micado.sources.prometheus import (
+    PrometheusSource,
+    QueryFailed,
+    RuleFileError,
+    RuleFiles,
+    ScrapeTargets,
+)
 
 __all__ = ["doomed_prometheus", "exporter", "prometheus"]  # fixtures, imported for pytest
 

@@ -22,9 +22,9 @@ from kubernetes import client
 from e2e.daemon_harness import Daemon, wait_for
 from integration.prometheus_fixture import Exporter, PrometheusServer, require_prometheus
 from kube.cluster import KubeCluster, kube_cluster
+from micado.actuators.kubernetes import Cluster
 from micado.adt.k8s.labels import INSTANCE, MANAGED_BY, MANAGER, NAME
 from micado.adt.model import Workload
-from micado.cluster import Cluster
 
 pytestmark = pytest.mark.cluster
 __all__ = ["kube_cluster"]  # the fixture, imported for pytest

@@ -79,7 +79,7 @@ def micado_answer(answer: Any) -> dict[str, Any]:
 
 
 def our_results(answers: dict[str, Any]) -> dict[str, Any]:
-    """What our Prometheus source hands the engine (micado.metrics.PrometheusSource) as
+    """What our Prometheus source hands the engine (micado.sources.prometheus.PrometheusSource) as
     `query_results`: a number, a list of label values, or None (no series, NaN). A query
     Prometheus could not answer is left out: the engine holds on it."""
     return {name: our_answer(a) for name, a in answers.items() if not isinstance(a, Failed)}
@@ -226,7 +226,7 @@ def micado_sides(rows: list[dict[str, Any]], ticks: list[dict[str, Any]]) -> lis
 
 
 def run_ours(case: Case, plan: Plan) -> list[Side]:
-    """Our engine as the control loop drives it (controller/micado/loop.py): node-group
+    """Our engine as the control loop drives it (controller/micado/control/loop.py): node-group
     policies first, their new sizes in `live_counts`, then workloads, one m_userdata."""
     ordered = sorted(plan.policies, key=lambda p: p.target_kind != "node_group")
     scaled = scaled_groups(plan)

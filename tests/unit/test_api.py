@@ -18,7 +18,7 @@ import yaml
 
 from api_server import ApiServer
 from controller_env import WEB_ADT, ControllerEnv
-from micado.api import create_api
+from micado.api.rest import create_api
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -14,8 +14,8 @@ import requests
 from api_server import ApiServer
 from controller_env import WEB_ADT, ControllerEnv, ready_node
 from micado.adt import compile_adt
-from micado.api import create_api
-from micado.apps import ActuatorFailed, AppExists, AppNotFound, InvalidAdt, InvalidRequest
+from micado.api.rest import create_api
+from micado.control.apps import ActuatorFailed, AppExists, AppNotFound, InvalidAdt, InvalidRequest
 
 EXTRA_WORKLOAD = """
     cache:

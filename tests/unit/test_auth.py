@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from micado.auth import TokenError, check_bearer, ensure_token
+from micado.api.auth import TokenError, check_bearer, ensure_token
 
 
 def mode(path: Path) -> int:

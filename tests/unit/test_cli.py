@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from micado.cli import main
+from micado.cli.main import main
 
 BROKEN = """\
 tosca_definitions_version: tosca_simple_yaml_1_2

@@ -24,8 +24,8 @@ from click.testing import CliRunner, Result
 from api_server import ApiServer
 from conftest import prerequisite
 from controller_env import WEB_ADT, ControllerEnv
-from micado.api import create_api
-from micado.cli import main
+from micado.api.rest import create_api
+from micado.cli.main import main
 
 TOKEN = "cli-test-token-abcdef"
 

@@ -1,4 +1,5 @@
-"""micado.cluster against a fake Kubernetes API server on 127.0.0.1 (tests/fakes/kube_api.py).
+"""micado.actuators.kubernetes against a fake Kubernetes API server on 127.0.0.1
+(tests/fakes/kube_api.py).
 
 The real `kubernetes` ApiClient talks HTTP to the fake; assertions look at the fake's store.
 """
@@ -14,9 +15,9 @@ import pytest
 from kubernetes import client as k8s
 
 from fakes.kube_api import FakeKubeApi
+from micado.actuators.kubernetes import Cluster, ClusterError, ObjectOwned
 from micado.adt import compile_adt
 from micado.adt.model import Workload
-from micado.cluster import Cluster, ClusterError, ObjectOwned
 
 APP = "demo"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from micado.config import (
+from micado.control.config import (
     DEFAULT_ENDPOINT,
     ClientConfig,
     ConfigError,
@@ -244,6 +244,6 @@ def test_client_token_file_missing_or_empty(tmp_path: Path) -> None:
 
 def test_the_example_controller_config_is_valid_and_documents_the_defaults() -> None:
     from conftest import REPO
-    from micado.config import ControllerConfig
+    from micado.control.config import ControllerConfig
 
     assert load_config(REPO / "examples" / "controller.yaml") == ControllerConfig()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from micado.config import ConfigError, ControllerConfig, NodesConfig, load_config
+from micado.control.config import ConfigError, ControllerConfig, NodesConfig, load_config
 
 
 def load(tmp_path: Path, text: str) -> ControllerConfig:

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from controller_env import WEB_ADT, Clock, ControllerEnv, ready_node
-from micado.loop import operation_key
+from micado.control.loop import operation_key
 
 LOAD = 'max(web_load{job="micado-apps"})'
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from micado.adt import compile_adt
 from micado.adt.model import Plan
-from micado.cli import main
-from micado.simulate import (
+from micado.cli.main import main
+from micado.policy.simulate import (
     Expression,
     ExpressionError,
     ScenarioError,

@@ -1,4 +1,4 @@
-"""Tests for micado.store: every operation, file modes, idempotency, crash durability."""
+"""Tests for micado.control.store: every operation, file modes, idempotency, crash durability."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from micado.control.store import MIGRATIONS, ObjectClaimed, Store, StoreError
 from micado.policy.engine import TargetState
 from micado.policy.limits import LimitState
-from micado.store import MIGRATIONS, ObjectClaimed, Store, StoreError
 
 
 class Clock:
@@ -378,7 +378,7 @@ def test_two_stores_on_one_file(tmp_path: Path) -> None:
 CHILD = textwrap.dedent(
     """
     import sys
-    from micado.store import Store
+    from micado.control.store import Store
 
     s = Store(sys.argv[1])
     big = "x" * 20_000  # spans several pages, so a torn write would show

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from micado.adt import AdtError, app_id_from_filename, compile_adt
-from micado.cli import main
+from micado.cli.main import main
 
 REPO = Path(__file__).resolve().parents[3]
 BROKEN_DIR = REPO / "tests" / "data" / "broken"

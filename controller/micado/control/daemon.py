@@ -19,17 +19,17 @@ from pathlib import Path
 
 import uvicorn
 
-from .api import create_api
-from .apps import AppManager
-from .auth import TokenError, ensure_token
-from .cluster import Cluster, ClusterError
-from .config import ControllerConfig
-from .loop import ControlLoop
-from .metrics import PrometheusSource, RuleFiles, ScrapeTargets
-from .node_runner import AnsibleNodeActuator
-from .nodes import NodeActuator, UnconfiguredNodeActuator
-from .store import Store, StoreError
-from .telemetry import Telemetry
+from micado.actuators.kubernetes import Cluster, ClusterError
+from micado.actuators.node_runner import AnsibleNodeActuator
+from micado.actuators.nodes import NodeActuator, UnconfiguredNodeActuator
+from micado.api.auth import TokenError, ensure_token
+from micado.api.rest import create_api
+from micado.control.apps import AppManager
+from micado.control.config import ControllerConfig
+from micado.control.loop import ControlLoop
+from micado.control.store import Store, StoreError
+from micado.control.telemetry import Telemetry
+from micado.sources.prometheus import PrometheusSource, RuleFiles, ScrapeTargets
 
 log = logging.getLogger("micado.controller")
 

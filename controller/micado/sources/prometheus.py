@@ -42,7 +42,7 @@ from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
-from .http_pool import PooledSession
+from micado.sources.http_pool import PooledSession
 
 log = logging.getLogger(__name__)
 

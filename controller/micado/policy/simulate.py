@@ -63,8 +63,8 @@ from typing import Any
 
 import yaml
 
-from .adt.model import Plan, ScalingPolicy
-from .policy.engine import Decision, TargetState, TickInputs, decide, scaled_groups
+from micado.adt.model import Plan, ScalingPolicy
+from micado.policy.engine import Decision, TargetState, TickInputs, decide, scaled_groups
 
 VARIABLES = (
     "now", "load", "nodes", "ready_nodes", "containers", "ready_containers",

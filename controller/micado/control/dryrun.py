@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .adt import CompiledApp
-from .adt.errors import format_path
+from micado.adt import CompiledApp
+from micado.adt.errors import format_path
 
 
 def planned_objects(compiled: CompiledApp) -> list[dict[str, str]]:

@@ -39,12 +39,12 @@ import ansible_runner
 import psutil
 import yaml
 
-from .adt.model import NodeGroup, plan_from_dict
-from .config import NodesConfig
-from .nodes import NodeResult
-from .store import Operation, Store
+from micado.actuators.nodes import NodeResult
+from micado.adt.model import NodeGroup, plan_from_dict
+from micado.control.config import NodesConfig
+from micado.control.store import Operation, Store
 
-log = logging.getLogger("micado.nodes")
+log = logging.getLogger("micado.actuators.nodes")
 
 # the only variables of the controller's own environment a run sees
 ENV_ALLOW = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "USER", "LOGNAME",

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from . import __version__
-from .adt import AdtError, CompiledApp, app_id_from_filename, compile_adt
-from .adt.errors import Problem, format_path
-from .adt.inputs import parse_parameter
-from .adt.render import manifests_yaml, plan_yaml
-from .config import DEFAULT_CONFIG_PATH
+from micado import __version__
+from micado.adt import AdtError, CompiledApp, app_id_from_filename, compile_adt
+from micado.adt.errors import Problem, format_path
+from micado.adt.inputs import parse_parameter
+from micado.adt.render import manifests_yaml, plan_yaml
+from micado.control.config import DEFAULT_CONFIG_PATH
 
 if TYPE_CHECKING:
-    from .client import ApiClient, ApiClientError
+    from micado.cli.client import ApiClient, ApiClientError
 
 EXIT_INVALID = 2
 EXIT_RULE_FAILED = 3
@@ -159,7 +159,7 @@ def _assigned_names(code: str) -> list[str]:
               help="CPU and wall-clock limit in seconds.")
 def rule_eval(rule_file: Path, inputs_file: Path, outputs: str | None, timeout: float) -> None:
     """Run one rule in the sandbox; print its outputs and log as JSON (exit 3 if it fails)."""
-    from .policy.sandbox import evaluate
+    from micado.policy.sandbox import evaluate
 
     try:
         code = rule_file.read_text(encoding="utf-8")
@@ -196,8 +196,8 @@ def rule_eval(rule_file: Path, inputs_file: Path, outputs: str | None, timeout: 
 def simulate(adt: Path, params: tuple[str, ...], scenario_file: Path, output: Path | None,
              all_ticks: bool) -> None:
     """Run the ADT's scaling rules against a simulated load and cluster, tick by tick."""
-    from .simulate import ScenarioError, html_report, load_scenario, table_lines
-    from .simulate import simulate as run_simulation
+    from micado.policy.simulate import ScenarioError, html_report, load_scenario, table_lines
+    from micado.policy.simulate import simulate as run_simulation
 
     app = _compile(adt, params, None)
     try:
@@ -234,8 +234,8 @@ def _client_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, endpoint: str | None, token_file: Path | None,
                 client_config: Path | None, **kwargs: Any) -> Any:
-        from .client import ApiClient, ApiClientError
-        from .config import ConfigError, load_client_config
+        from micado.cli.client import ApiClient, ApiClientError
+        from micado.control.config import ConfigError, load_client_config
 
         try:
             config = load_client_config(endpoint, token_file, client_config)
@@ -275,7 +275,7 @@ def _client_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _no_token(client_config: Path | None) -> str:
     """Where a token can come from, naming the flag and the files looked at."""
-    from .config import ControllerConfig, default_client_config_path
+    from micado.control.config import ControllerConfig, default_client_config_path
 
     looked = client_config or default_client_config_path(dict(os.environ))
     return (f"no API token: pass --token-file FILE (the controller's token file, "
@@ -383,7 +383,7 @@ def _print_submission(adt: Path, result: dict[str, Any]) -> None:
 def _submit(client: ApiClient, adt: Path, call: Callable[[str], dict[str, Any]],
             as_json: bool, offline: Callable[[str], dict[str, Any]] | None = None) -> None:
     """Send the ADT; a dry run (`offline` given) that no controller answers is done here."""
-    from .client import ApiClientError
+    from micado.cli.client import ApiClientError
 
     text = _read_adt(adt)
     try:
@@ -406,7 +406,7 @@ def _submit(client: ApiClient, adt: Path, call: Callable[[str], dict[str, Any]],
 
 def _offline(adt: Path, params: tuple[str, ...], app_id: str) -> Callable[[str], dict[str, Any]]:
     """A dry run without the controller: compiled here, listed without a live diff."""
-    from .dryrun import offline_summary
+    from micado.control.dryrun import offline_summary
 
     def run(why: str) -> dict[str, Any]:
         return offline_summary(_compile(adt, params, app_id),
@@ -587,7 +587,7 @@ def _print_status(status: dict[str, Any]) -> None:
 @_client_options
 def status(client: ApiClient, app: str | None, as_json: bool) -> None:
     """One app's targets (current→desired and why) and pending operations, or all apps."""
-    from .client import ApiClientError
+    from micado.cli.client import ApiClientError
 
     if app is not None:
         result = client.status(app)
@@ -672,7 +672,7 @@ def controller() -> None:
               help="The controller's YAML configuration.")
 def controller_run(config_file: Path) -> None:
     """Serve the REST API and run the control loop until SIGTERM/SIGINT."""
-    from .config import ConfigError, load_config
+    from micado.control.config import ConfigError, load_config
 
     try:
         config = load_config(config_file)
@@ -680,6 +680,6 @@ def controller_run(config_file: Path) -> None:
         for line in exc.problems:
             click.echo(f"error: {line}", err=True)
         sys.exit(EXIT_INVALID)
-    from . import daemon
+    from micado.control import daemon
 
     sys.exit(daemon.run(config))

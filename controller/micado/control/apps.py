@@ -32,16 +32,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .adt import AdtError, CompiledApp, compile_adt
-from .adt.errors import Problem, format_path
-from .adt.k8s.labels import INSTANCE
-from .adt.model import Plan
-from .cluster import Cluster, ClusterError, ObjectOwned, apply_rank, drift_view
-from .dryrun import offline_summary
-from .loop import OK, ControlLoop, operation_seq, scaled_objects
-from .metrics import PrometheusSource, RuleFileError, RuleFiles, ScrapeTargets
-from .nodes import NodeActuator
-from .store import App, ObjectClaimed, ObjectKey, Store
+from micado.actuators.kubernetes import Cluster, ClusterError, ObjectOwned, apply_rank, drift_view
+from micado.actuators.nodes import NodeActuator
+from micado.adt import AdtError, CompiledApp, compile_adt
+from micado.adt.errors import Problem, format_path
+from micado.adt.k8s.labels import INSTANCE
+from micado.adt.model import Plan
+from micado.control.dryrun import offline_summary
+from micado.control.loop import OK, ControlLoop, operation_seq, scaled_objects
+from micado.control.store import App, ObjectClaimed, ObjectKey, Store
+from micado.sources.prometheus import PrometheusSource, RuleFileError, RuleFiles, ScrapeTargets
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
-from .adt.k8s.labels import APP, INSTANCE, MANAGED_BY, MANAGER, NAME, NODE_TYPE
-from .adt.model import Workload
+from micado.adt.k8s.labels import APP, INSTANCE, MANAGED_BY, MANAGER, NAME, NODE_TYPE
+from micado.adt.model import Workload
 
 FIELD_MANAGER = "micado"
 SCALABLE_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}

@@ -27,10 +27,11 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__
-from .adt.errors import format_path
-from .adt.yamlio import MAX_DEPTH, too_deep
-from .apps import (
+from micado import __version__
+from micado.adt.errors import format_path
+from micado.adt.yamlio import MAX_DEPTH, too_deep
+from micado.api.auth import check_bearer
+from micado.control.apps import (
     ActuatorFailed,
     AppError,
     AppExists,
@@ -38,11 +39,10 @@ from .apps import (
     InvalidAdt,
     InvalidRequest,
 )
-from .auth import check_bearer
 
 if TYPE_CHECKING:
-    from .apps import AppManager
-    from .telemetry import Telemetry
+    from micado.control.apps import AppManager
+    from micado.control.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .adt.yamlio import describe_yaml_error, load_yaml
+from micado.adt.yamlio import describe_yaml_error, load_yaml
 
 DEFAULT_CONFIG_PATH = Path("/etc/micado/controller.yaml")
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"

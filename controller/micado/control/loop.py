@@ -42,9 +42,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from .adt.k8s.labels import INSTANCE
-from .adt.model import Plan, ScalingPolicy, Workload, plan_from_dict
-from .cluster import (
+from micado.actuators.kubernetes import (
     SCALABLE_KINDS,
     Cluster,
     ClusterError,
@@ -52,13 +50,15 @@ from .cluster import (
     drift_view,
     first_difference,
 )
-from .metrics import PrometheusSource, QueryResults
-from .nodes import NodeActuator
-from .policy.engine import Decision, TargetState, TickInputs, decide, scaled_groups
-from .policy.limits import LimitState
-from .policy.sandbox import evaluate as sandbox_evaluate
-from .store import App, AppObject, ObjectKey, Operation, Store
-from .telemetry import Telemetry
+from micado.actuators.nodes import NodeActuator
+from micado.adt.k8s.labels import INSTANCE
+from micado.adt.model import Plan, ScalingPolicy, Workload, plan_from_dict
+from micado.control.store import App, AppObject, ObjectKey, Operation, Store
+from micado.control.telemetry import Telemetry
+from micado.policy.engine import Decision, TargetState, TickInputs, decide, scaled_groups
+from micado.policy.limits import LimitState
+from micado.policy.sandbox import evaluate as sandbox_evaluate
+from micado.sources.prometheus import PrometheusSource, QueryResults
 
 log = logging.getLogger(__name__)
 

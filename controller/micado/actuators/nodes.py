@@ -4,9 +4,9 @@ The loop records every node-group decision as an operation in the store *before*
 over (`Store.begin_operation`), so a crash never loses or repeats one. An actuator starts the
 work (`start`) and later reports it finished (`poll`); `describe` and `groups` say what it is
 doing for `micado status`, and `close` stops its work at shutdown (the operations stay pending).
-`micado.node_runner.AnsibleNodeActuator` runs playbooks through ansible-runner; until one is
-configured, `UnconfiguredNodeActuator` keeps every operation pending and says why, so node
-decisions are computed, recorded and shown, never silently dropped.
+`micado.actuators.node_runner.AnsibleNodeActuator` runs playbooks through ansible-runner;
+until one is configured, `UnconfiguredNodeActuator` keeps every operation pending and says
+why, so node decisions are computed, recorded and shown, never silently dropped.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .adt.model import NodeGroup
-from .store import Operation
+from micado.adt.model import NodeGroup
+from micado.control.store import Operation
 
 
 @dataclass(frozen=True)

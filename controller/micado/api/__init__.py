@@ -1,0 +1,1 @@
+"""The controller's REST API and its bearer-token authentication."""

@@ -1,0 +1,1 @@
+"""The `micado` command line and its client of the REST API."""

@@ -1,0 +1,1 @@
+"""Inputs of the loop: Prometheus queries, alerts, rules and scrape targets."""
