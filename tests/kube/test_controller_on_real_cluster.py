@@ -22,7 +22,7 @@ from e2e.real_bed import real_bed as bed_on
 from kube.cluster import KubeCluster, kube_cluster
 from micado.adt.k8s.labels import INSTANCE, MANAGED_BY, MANAGER, NAME
 from micado.adt.model import Workload
-from micado.cluster import Cluster
+from micado.cluster import UNTYPABLE_APPLY, Cluster, ClusterError
 
 pytestmark = pytest.mark.cluster
 __all__ = ["kube_cluster"]  # the fixture, imported for pytest
@@ -170,3 +170,21 @@ def test_scale_subresource_and_node_groups_as_the_controllers_account(
     assert cluster.scale(workload, 3) == 1
     assert cluster.live_replicas(app, [workload]) == {"web": 3}
     assert cluster.delete_app(app) == [("Deployment", "default", app)]
+
+
+def test_an_apply_the_server_cannot_type_is_refused_at_once(kube_cluster: KubeCluster) -> None:
+    """A field of the wrong type in a server-side apply: the real server answers 500 (the fake
+    accepts anything), which the controller retried as transient, three attempts with backoff
+    for an answer that cannot change. Now it fails at once, with the server's reason."""
+    app = f"typed{uuid.uuid4().hex[:6]}"
+    pauses: list[float] = []
+    cluster = Cluster(kube_cluster.controller(), attempts=3, sleep=pauses.append)
+    manifest = deployment(app, 1)
+    manifest["spec"]["template"]["spec"]["containers"][0]["ports"] = [
+        {"containerPort": "eighty"}]
+    with pytest.raises(ClusterError) as refused:
+        cluster.apply([manifest], owner=app)
+    assert refused.value.status == 500 and UNTYPABLE_APPLY in refused.value.message, refused.value
+    assert "containerPort" in refused.value.message
+    assert pauses == []
+    assert cluster.delete_app(app) == []
