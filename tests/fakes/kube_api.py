@@ -30,8 +30,10 @@ test_node_groups_*.py, tests/kube/, tests/integration/test_micado_client.py). Th
 for what a real server cannot be made to do on demand: 5xx and 429 bursts and bounded retries
 (`fail_next`: tests/unit/test_cluster.py, test_apps.py, test_api.py, test_loop.py), slow writes
 (`write_delay`: a kill -9 in the middle of an update, tests/e2e/test_controller_slow_writes.py),
-objects changed between two requests of the client (`on_request`). It also serves the unit
-tests of the controller's logic (tests/controller_env.py: the loop and the app manager driven
+objects changed between two requests of the client (`on_request`), and the exact requests the
+client sends (`requests`: paths, selectors, content types, field manager), which a test cannot
+see on a real server (tests/unit/test_cluster.py, test_cloud_node_ec2.py). It also serves the
+unit tests of the controller's logic (tests/controller_env.py: the loop and the app manager driven
 tick by tick with a clock the test moves, in one process, hundreds of times per run), which
 check what the controller decides and asks for, not how Kubernetes answers; every behaviour of
 the server they rely on is checked on the real one in tests/kube/.
