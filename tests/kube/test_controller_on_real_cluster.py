@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from e2e.daemon_harness import wait_for
 from e2e.real_bed import READY_TIMEOUT, RealBed, load_policy
 from e2e.real_bed import real_bed as bed_on
-from kube.cluster import KubeCluster, kube_cluster
-from micado.adt.k8s.labels import INSTANCE, MANAGED_BY, MANAGER, NAME
+from kube.cluster import KWOK_NODE_ANNOTATION, KubeCluster, kube_cluster
+from micado.adt.k8s.labels import APP, INSTANCE, MANAGED_BY, MANAGER, NAME, NODE_TYPE
 from micado.adt.model import Workload
 from micado.cluster import UNTYPABLE_APPLY, Cluster, ClusterError
 
@@ -188,3 +189,36 @@ def test_an_apply_the_server_cannot_type_is_refused_at_once(kube_cluster: KubeCl
     assert "containerPort" in refused.value.message
     assert pauses == []
     assert cluster.delete_app(app) == []
+
+
+def test_a_groups_nodes_are_its_ready_schedulable_untainted_ones(
+        kube_cluster: KubeCluster) -> None:
+    """MiCADO's m_nodes from real Nodes: a node no kubelet runs (never Ready), a cordoned one and
+    ones tainted NoSchedule or NoExecute are left out; PreferNoSchedule is not a refusal."""
+    app = f"filter{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(kube_cluster.admin())
+
+    def node(name: str, *, kubelet: bool = True, **spec: object) -> str:
+        name = f"{name}-{app}"
+        core.create_node({
+            "apiVersion": "v1", "kind": "Node", "spec": spec,
+            "metadata": {"name": name, "labels": {NODE_TYPE: "workers", APP: app},
+                         "annotations": {KWOK_NODE_ANNOTATION: "fake"} if kubelet else {}}})
+        return name
+
+    def taint(effect: str) -> list[dict]:
+        return [{"key": "example.com/x", "effect": effect}]
+
+    wanted = {node("ready"), node("soft", taints=taint("PreferNoSchedule"))}
+    node("no-kubelet", kubelet=False)
+    node("cordoned", unschedulable=True)
+    node("tainted", taints=taint("NoSchedule"))
+    node("evicting", taints=taint("NoExecute"))
+    cluster = Cluster.from_kubeconfig(str(kube_cluster.controller_kubeconfig))
+
+    def group() -> set[str]:
+        return {n["ID"] for n in cluster.group_nodes(app, "workers")}
+
+    assert wait_for(lambda: group() == wanted, READY_TIMEOUT, "the kwok nodes to be Ready")
+    assert [group() for _ in range(3)] == [wanted] * 3  # and it stays so
+    assert {n["ID"] for n in cluster.nodes_by_group()[app, "workers"]} == wanted
