@@ -3,7 +3,8 @@ group's rule asks for 2 nodes runs the scale_nodes playbook (the test stand-in i
 tests/data/nodes/) through ansible-runner, the operation finishes, and its runner events show in
 `micado events` and `micado status`; a failing run shows its failure and backoff in
 `micado status` until it succeeds. Secrets in the daemon's environment and credentials file
-reach no artefact."""
+reach no artefact. Kubernetes is the real control plane (tests/kube/cluster.py), as the
+controller's ServiceAccount."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import pytest
 
 from conftest import REPO
 from e2e.daemon_harness import Daemon, wait_for
-from fakes.kube_api import FakeKubeApi
 from fakes.prometheus_api import FakePrometheus
+from kube.cluster import KubeCluster, kube_cluster
 
 PLAYBOOK = REPO / "tests" / "data" / "nodes" / "scale_nodes.yml"
 SECRET = "daemon-s3cr3t-do-not-leak"
@@ -49,17 +50,23 @@ topology_template:
             m_node_count = 2
 """
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+__all__ = ["kube_cluster"]  # the fixture, imported for pytest
 
 
-def test_a_node_group_scaled_from_0_to_2_runs_the_playbook(tmp_path: Path) -> None:
+def test_a_node_group_scaled_from_0_to_2_runs_the_playbook(
+        tmp_path: Path, kube_cluster: KubeCluster) -> None:
     credentials = tmp_path / "aws-credentials"
     credentials.write_text(f"[default]\naws_access_key_id = AKIA1\n"
                            f"aws_secret_access_key = {SECRET}\n")
     credentials.chmod(0o600)
-    with FakePrometheus() as prometheus, FakeKubeApi() as kube:
-        daemon = Daemon(tmp_path, kube.url, prometheus.url, tmp_path / "rules",
-                        tmp_path / "targets", tick_seconds=1.0,
+    # the stand-in playbook works in the directory of its kubeconfig: the controller's, here
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.touch(mode=0o600)
+    kubeconfig.write_bytes(kube_cluster.controller_kubeconfig.read_bytes())
+    with FakePrometheus() as prometheus:
+        daemon = Daemon(tmp_path, "", prometheus.url, tmp_path / "rules",
+                        tmp_path / "targets", tick_seconds=1.0, kubeconfig=kubeconfig,
                         nodes={"server_url": "https://10.0.0.1:6443", "playbook": str(PLAYBOOK),
                                "aws_credentials_file": str(credentials),
                                "backoff_seconds": 1, "backoff_max_seconds": 2},

@@ -1,14 +1,18 @@
 """End to end on EC2, with no stand-in: the controller daemon in its own process runs the real
 `micado.core.scale_nodes` playbook (the collection of this repository) through ansible-runner
-against moto's EC2 server on loopback (the ADT's endpoint, a shared-credentials file), and a
-Kubernetes API through a kubeconfig (tests/fakes/kube_api.py; the VMs "boot" and join through
-tests/integration/cloud_node_harness.Booter, which checks each one's user-data join).
+against moto's EC2 server on loopback (the ADT's endpoint, a shared-credentials file), and the
+real control plane (tests/kube/cluster.py), both the daemon and the playbook as the controller's
+own ServiceAccount, as on a site. The VMs "boot" and join through
+tests/integration/cloud_node_harness.Booter, which checks each one's user-data join (the
+bootstrap token authenticates on the API server) and registers its Node as a kubelet would
+(kwok-managed: it becomes Ready; tests/kube/node_join.py).
 
 The ADT is examples/micado/nginx_ec2.yaml, filled in (key pair, security group, endpoint);
 its node group's rule takes its size from a query the fake Prometheus answers: 2, then 1. The
 0 -> 2 decision becomes two tagged VMs whose Nodes join, `micado status` shows the VMs and the
-last runner event; 2 -> 1 drains the newest VM's Node, deletes it and terminates the VM. No
-secret (the AWS keys, the Kubernetes token, the join token) lands in any file of the state dir.
+last runner event; 2 -> 1 cordons and drains the newest VM's Node (its pod evicted through the
+eviction API), deletes it and terminates the VM. No secret (the AWS keys, the controller's
+Kubernetes token, the join token) lands in any file of the state dir.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from tests.fakes.kube_api import FakeKubeApi
+from kubernetes import client
 from tests.integration.cloud_node_harness import (
     AMI,
     REGION,
@@ -28,19 +32,20 @@ from tests.integration.cloud_node_harness import (
     ec2_client,
     group_instances,
     moto_server,
-    write_kubeconfig,
 )
 
 from conftest import REPO, prerequisite
 from e2e.daemon_harness import Daemon, wait_for
 from fakes.prometheus_api import FakePrometheus
+from kube.cluster import KubeCluster, kube_cluster
+from kube.node_join import ClusterJoining, Watcher, ca_pem
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+__all__ = ["kube_cluster"]  # the fixture, imported for pytest
 
 HAVE = all(importlib.util.find_spec(m) for m in ("moto", "ansible_runner", "boto3"))
 AWS_KEY_ID = "AKIAMICADOE2EKEY0001"
 AWS_SECRET = "micado-e2e-secret-0123456789abcdefghij"
-ADMIN_TOKEN = "micado-e2e-admin-bearer-token-0123456789"
 SERVER_URL = "https://10.1.0.1:6443"
 WANTED = "micado_e2e_wanted_nodes"
 EXAMPLE = REPO / "examples" / "micado" / "nginx_ec2.yaml"
@@ -63,15 +68,22 @@ def example_adt(endpoint: str, key_name: str, security_group: str) -> str:
     return yaml.safe_dump(adt, sort_keys=False)
 
 
-def node_names(kube: FakeKubeApi) -> set[str]:
-    return {name for (_g, plural, _ns, name) in kube.objects if plural == "nodes"}
+def node_names(kube: KubeCluster) -> set[str]:
+    """The app's Nodes, as the admin lists them."""
+    return {node.metadata.name for node in client.CoreV1Api(kube.admin()).list_node(
+        label_selector="micado.eu/app=vms").items}
+
+
+def controller_token(kubeconfig: Path) -> str:
+    return yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
 
 
 def finished(daemon: Daemon, nodes: int) -> list[dict[str, Any]]:
     return [e for e in daemon.events("action") if f"done, {nodes} nodes" in e["message"]]
 
 
-def test_an_ec2_group_scales_0_2_1_through_the_real_playbook(tmp_path: Path) -> None:
+def test_an_ec2_group_scales_0_2_1_through_the_real_playbook(
+        tmp_path: Path, kube_cluster: KubeCluster) -> None:
     prerequisite(HAVE, "moto[server], ansible-runner and boto3 (pip install -e '.[test]')")
     credentials = tmp_path / "aws-credentials"
     credentials.write_text(f"[default]\naws_access_key_id = {AWS_KEY_ID}\n"
@@ -81,14 +93,16 @@ def test_an_ec2_group_scales_0_2_1_through_the_real_playbook(tmp_path: Path) -> 
     with moto_server(tmp_path / "moto.log") as endpoint:
         requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
         ec2 = ec2_client(endpoint)
-        with FakePrometheus() as prometheus, FakeKubeApi() as kube, \
-                Booter(ec2=ec2, kube=kube, server_url=SERVER_URL, labels=labels) as booter:
-            # the playbook's kubeconfig: the cluster CA (the join token carries its hash)
-            kubeconfig = write_kubeconfig(tmp_path / "nodes-kubeconfig", kube.url, ADMIN_TOKEN)
+        # the playbook's kubeconfig is the controller's, as on a site (nodes.kubeconfig unset)
+        kubeconfig = kube_cluster.controller_kubeconfig
+        kube = kube_cluster
+        with FakePrometheus() as prometheus, \
+                Booter(ec2=ec2, kube=ClusterJoining(kube_cluster), server_url=SERVER_URL,
+                       labels=labels, ca_pem=ca_pem(kubeconfig)) as booter:
             prometheus.set(WANTED, 2)
-            daemon = Daemon(tmp_path, kube.url, prometheus.url, tmp_path / "rules",
-                            tmp_path / "targets", tick_seconds=1.0,
-                            nodes={"server_url": SERVER_URL, "kubeconfig": str(kubeconfig),
+            daemon = Daemon(tmp_path, "", prometheus.url, tmp_path / "rules",
+                            tmp_path / "targets", tick_seconds=1.0, kubeconfig=kubeconfig,
+                            nodes={"server_url": SERVER_URL,
                                    "collections_path": str(REPO / "collections"),
                                    "aws_credentials_file": str(credentials),
                                    # the ADT names moto as its endpoint
@@ -105,7 +119,8 @@ def test_an_ec2_group_scales_0_2_1_through_the_real_playbook(tmp_path: Path) -> 
     assert len(tokens) == 1
     token = next(iter(tokens))
     secrets = {"AWS access key id": AWS_KEY_ID, "AWS secret key": AWS_SECRET,
-               "Kubernetes admin token": ADMIN_TOKEN, "join token": token.rpartition("::")[2],
+               "controller's Kubernetes token": controller_token(kubeconfig),
+               "join token": token.rpartition("::")[2],
                "join token secret": token.rpartition(".")[2]}
     files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
     assert any(p.name == "command" for p in files)  # the runner's artefacts are there
@@ -114,7 +129,7 @@ def test_an_ec2_group_scales_0_2_1_through_the_real_playbook(tmp_path: Path) -> 
     assert leaks == []
 
 
-def run_scenario(daemon: Daemon, tmp_path: Path, endpoint: str, ec2: Any, kube: FakeKubeApi,
+def run_scenario(daemon: Daemon, tmp_path: Path, endpoint: str, ec2: Any, kube: KubeCluster,
                  booter: Booter, prometheus: FakePrometheus) -> None:
     key = ec2.create_key_pair(KeyName="micado-e2e")["KeyName"]
     group = ec2.create_security_group(GroupName="micado-e2e", Description="e2e")["GroupId"]
@@ -126,7 +141,8 @@ def run_scenario(daemon: Daemon, tmp_path: Path, endpoint: str, ec2: Any, kube: 
     # 0 -> 2: two tagged VMs in EC2, their Nodes join, the operation finishes
     wait_for(lambda: finished(daemon, 2) or daemon.events("action_failed"), 180,
              "the 0 -> 2 operation to end")
-    assert daemon.events("action_failed") == [], daemon.events("action_failed")
+    assert daemon.events("action_failed") == [], (daemon.events("action_failed"),
+                                                  booter.problems)
     vms = group_instances(ec2, "vms", "worker-node")
     assert set(vms) == {"worker-node-vms-1", "worker-node-vms-2"}
     for name, vm in vms.items():
@@ -145,26 +161,25 @@ def run_scenario(daemon: Daemon, tmp_path: Path, endpoint: str, ec2: Any, kube: 
     for name, vm in vms.items():
         assert f"{name} ({vm['InstanceId']}, running" in shown, shown
 
-    # 2 -> 1: the newest VM's Node is cordoned and deleted, then the VM terminated
-    kube.seed({"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": "nginx-2", "namespace": "default",
-                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                                                 "name": "nginx", "uid": "1",
-                                                 "controller": True}]},
-               "spec": {"nodeName": "worker-node-vms-2",
-                        "containers": [{"name": "nginx", "image": "nginx"}]},
-               "status": {"phase": "Running"}})
-    prometheus.set(WANTED, 1)
-    wait_for(lambda: finished(daemon, 1) or daemon.events("action_failed"), 180,
-             "the 2 -> 1 operation to end")
+    # 2 -> 1: the newest VM's Node is cordoned and drained (its pod evicted), deleted, then the
+    # VM terminated
+    core = client.CoreV1Api(kube.admin())
+    core.create_namespaced_pod("default", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nginx-2"},
+        "spec": {"nodeName": "worker-node-vms-2",
+                 "containers": [{"name": "nginx", "image": "nginx"}]}})
+    wait_for(lambda: core.read_namespaced_pod("nginx-2", "default").status.phase == "Running",
+             60, "the pod to run on worker-node-vms-2")
+    with Watcher(kube) as watcher:
+        prometheus.set(WANTED, 1)
+        wait_for(lambda: finished(daemon, 1) or daemon.events("action_failed"), 180,
+                 "the 2 -> 1 operation to end")
     assert daemon.events("action_failed") == [], daemon.events("action_failed")
     assert set(group_instances(ec2, "vms", "worker-node")) == {"worker-node-vms-1"}
     assert set(group_instances(ec2, "vms", "worker-node", ("terminated",))) == {"worker-node-vms-2"}
     assert node_names(kube) == {"worker-node-vms-1"}
-    assert [r for r in kube.requests
-            if r.method == "PATCH" and r.path == "/api/v1/nodes/worker-node-vms-2"], "no cordon"
-    assert [r.path for r in kube.requests if r.path.endswith("/eviction")] == [
-        "/api/v1/namespaces/default/pods/nginx-2/eviction"]
-    assert kube.get("", "pods", "default", "nginx-2") is None
+    assert watcher.cordoned("worker-node-vms-2") and not watcher.cordoned("worker-node-vms-1")
+    assert watcher.evicted("default", "nginx-2")
+    assert "nginx-2" not in {p.metadata.name for p in core.list_namespaced_pod("default").items}
     shown = daemon.cli("status", "vms").stdout
     assert "worker-node-vms-1 (" in shown and "worker-node-vms-2" not in shown, shown

@@ -22,9 +22,21 @@ kubelet has stopped it), server-side apply replaces the applied object instead o
 field ownership (except `spec.replicas` of scalable kinds, always kept when the applied object
 leaves it out; the real server keeps it only once /scale owns it and removes it if the applier
 owned it: tests/kube/test_controller_on_real_cluster.py covers that), no RBAC, no quantity
-normalisation. Since a real API server runs in the tests (tests/kube/, `make test-cluster`),
-this fake is kept for what a real server cannot be made to do on demand: 5xx and 429 bursts,
-slow answers, objects changed between two requests of the client.
+normalisation.
+
+A real API server runs in the tests (tests/kube/cluster.py): the controller's lifecycle and
+end-to-end tests run there, as the controller's ServiceAccount (tests/e2e/test_controller_e2e.py,
+test_node_groups_*.py, tests/kube/, tests/integration/test_micado_client.py). This fake is kept
+for what a real server cannot be made to do on demand: 5xx and 429 bursts and bounded retries
+(`fail_next`: tests/unit/test_cluster.py, test_apps.py, test_api.py, test_loop.py), slow writes
+(`write_delay`: a kill -9 in the middle of an update, tests/e2e/test_controller_slow_writes.py),
+objects changed between two requests of the client (`on_request`), and the exact requests the
+client sends (`requests`: paths, selectors, content types, field manager), which a test cannot
+see on a real server (tests/unit/test_cluster.py, test_cloud_node_ec2.py). It also serves the
+unit tests of the controller's logic (tests/controller_env.py: the loop and the app manager driven
+tick by tick with a clock the test moves, in one process, hundreds of times per run), which
+check what the controller decides and asks for, not how Kubernetes answers; every behaviour of
+the server they rely on is checked on the real one in tests/kube/.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The world micado.core.scale_nodes runs in for tests: moto's EC2 on loopback, a Kubernetes API
-(any, through a kubeconfig; today tests/fakes/kube_api.py), and a "cloud" that boots VMs.
+(any, through a kubeconfig: the real control plane of tests/kube/cluster.py through
+tests/kube/node_join.py, or tests/fakes/kube_api.py), and a "cloud" that boots VMs.
 
 A booted VM joins the way a real one would: `Booter` watches EC2 for new instances, reads
 their user-data, checks it carries the k3s join (server URL, a bootstrap token that exists in
-the API and expires, the node labels, never the cluster's long-lived token) and then registers
-the Node as the kubelet would (Ready, with the labels). Instances named in `never_join` stay
-silent, as a VM whose boot failed.
+the API, authenticates there (real API server) and expires, the node labels, the CA's hash,
+never the cluster's long-lived token) and then registers the Node as the kubelet would (Ready,
+with the labels). Instances named in `never_join` stay silent, as a VM whose boot failed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import pytest
@@ -102,14 +103,58 @@ def write_kubeconfig(path: Path, server: str, token: str) -> Path:
     return path
 
 
+class Joining(Protocol):
+    """What a joining VM meets in a Kubernetes API."""
+
+    def bootstrap_secret(self, token_id: str) -> dict[str, Any] | None:
+        """The bootstrap token Secret (`type`, `data` decoded), None when there is none."""
+
+    def authenticate(self, token: str) -> list[str]:
+        """What is wrong when the API server authenticates `<id>.<secret>` (empty: nothing)."""
+
+    def register(self, name: str, labels: dict[str, str], provider_id: str,
+                 address: str) -> None:
+        """The Node, as the VM's kubelet registers it; it becomes Ready."""
+
+
+@dataclass
+class FakeJoining:
+    """On the fake API server: the Secret as stored (the fake has no authenticator), the Node
+    seeded Ready."""
+
+    kube: FakeKubeApi
+
+    def bootstrap_secret(self, token_id: str) -> dict[str, Any] | None:
+        stored = self.kube.get("", "secrets", "kube-system", f"bootstrap-token-{token_id}")
+        if stored is None:
+            return None
+        return {"type": stored.get("type"), "data": {
+            **{k: base64.b64decode(v).decode() for k, v in stored.get("data", {}).items()},
+            **stored.get("stringData", {})}}
+
+    def authenticate(self, token: str) -> list[str]:
+        return []
+
+    def register(self, name: str, labels: dict[str, str], provider_id: str,
+                 address: str) -> None:
+        self.kube.seed({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {**labels, "kubernetes.io/hostname": name}},
+            "spec": {"providerID": provider_id},
+            "status": {"conditions": [{"type": "Ready", "status": "True",
+                                       "reason": "KubeletReady"}],
+                       "addresses": [{"type": "InternalIP", "address": address}]}})
+
+
 @dataclass
 class Booter:
     """Boots EC2 instances into Kubernetes Nodes, checking their join on the way."""
 
     ec2: Any
-    kube: FakeKubeApi
+    kube: Joining | FakeKubeApi  # a FakeKubeApi is met through FakeJoining
     server_url: str
     labels: dict[str, str]
+    ca_pem: str = CA_PEM  # the CA in the playbook's kubeconfig (the k3s token carries its hash)
     never_join: set[str] = field(default_factory=set)
     problems: dict[str, list[str]] = field(default_factory=dict)  # name -> what was wrong
     joined: list[str] = field(default_factory=list)
@@ -119,6 +164,15 @@ class Booter:
     _seen: set[str] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.kube, FakeKubeApi):
+            self.kube = FakeJoining(self.kube)
+
+    @property
+    def joining(self) -> Joining:
+        assert not isinstance(self.kube, FakeKubeApi)
+        return self.kube
 
     def __enter__(self) -> Booter:
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -152,15 +206,8 @@ class Booter:
         self.problems[name] = problems
         if problems or name in self.never_join:
             return
-        self.kube.seed({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {
-                **self.labels, "kubernetes.io/hostname": name}},
-            "spec": {"providerID": f"aws:///{REGION}a/{instance['InstanceId']}"},
-            "status": {"conditions": [{"type": "Ready", "status": "True",
-                                       "reason": "KubeletReady"}],
-                       "addresses": [{"type": "InternalIP",
-                                      "address": instance.get("PrivateIpAddress", "")}]}})
+        self.joining.register(name, self.labels, f"aws:///{REGION}a/{instance['InstanceId']}",
+                              instance.get("PrivateIpAddress", ""))
         self.joined.append(name)
 
     def check_join(self, name: str, user_data: str) -> list[str]:
@@ -189,14 +236,13 @@ class Booter:
         """A k3s token K10<sha256 of the CA>::<id>.<secret> whose bootstrap Secret is valid."""
         self.tokens.add(token)
         prefix, _, credential = token.rpartition("::")
-        if prefix != "K10" + hashlib.sha256(CA_PEM.encode()).hexdigest():
+        if prefix != "K10" + hashlib.sha256(self.ca_pem.encode()).hexdigest():
             return [f"token prefix {prefix!r} is not K10 + the CA's sha256"]
         token_id, _, secret = credential.partition(".")
-        stored = self.kube.get("", "secrets", "kube-system", f"bootstrap-token-{token_id}")
+        stored = self.joining.bootstrap_secret(token_id)
         if stored is None:
             return [f"no bootstrap token Secret for token id {token_id!r}"]
-        data = {**{k: base64.b64decode(v).decode() for k, v in stored.get("data", {}).items()},
-                **stored.get("stringData", {})}
+        data = stored["data"]
         problems = []
         if stored.get("type") != "bootstrap.kubernetes.io/token":
             problems.append(f"Secret type {stored.get('type')!r}")
@@ -211,7 +257,7 @@ class Booter:
         left = (expires - datetime.now(UTC)).total_seconds()
         if not 0 < left < 24 * 3600:
             problems.append(f"the token expires in {left:.0f} s, not within a day")
-        return problems
+        return problems + self.joining.authenticate(credential)
 
 
 def run_scale(private_data_dir: Path, endpoint: str, credentials_file: Path,

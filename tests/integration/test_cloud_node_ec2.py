@@ -1,7 +1,12 @@
 """micado.core.scale_nodes on EC2: moto's EC2 server on loopback (reached by amazon.aws through
 AWS_ENDPOINT_URL), the playbook run by the real ansible-runner as the controller runs it, and a
-Kubernetes API through a kubeconfig (tests/fakes/kube_api.py until a real API server is here).
-VMs "boot" through tests/integration/cloud_node_harness.Booter, which checks each one's join.
+Kubernetes API through a kubeconfig. VMs "boot" through
+tests/integration/cloud_node_harness.Booter, which checks each one's join.
+
+The Kubernetes API is the fake (tests/fakes/kube_api.py) here: its `on_request` hook sees the
+order of the role's requests (each Node deleted while its VM still runs) and the exact
+requests of the drain, between two looks of the test. The same playbook on the real API server,
+as the controller's ServiceAccount, is tests/e2e/test_node_groups_ec2.py.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 micado-client 0.12.13 from PyPI (its own cached virtualenv, driven as a subprocess: see
 micado_client_venv.py) talks to the gateway role's real nginx site (rendered by Ansible, run by
 Debian's nginx on loopback with the role's self-signed CA), which checks the site's web user with
-basic auth and forwards to the controller daemon (its own process, the Kubernetes API served
-over HTTP, a real Prometheus) with the controller's token.
+basic auth and forwards to the controller daemon (its own process, the real control plane of
+tests/kube/cluster.py as the controller's ServiceAccount, a real Prometheus) with the
+controller's token.
 """
 
 from __future__ import annotations
@@ -24,16 +25,19 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from conftest import REPO, prerequisite
-from controller_env import WEB_ADT, ready_node
+from controller_env import WEB_ADT
 from e2e.daemon_harness import Daemon
-from fakes.kube_api import FakeKubeApi
 from integration.gateway_fixture import Gateway, private_dir, remove, require_gateway_tools
 from integration.micado_client_venv import ClientVenvError, client_python
 from integration.prometheus_fixture import PrometheusServer, require_prometheus
+from kube.cluster import KubeCluster, kube_cluster
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+__all__ = ["kube_cluster"]  # the fixture, imported for pytest
 
 DRIVER = Path(__file__).with_name("micado_client_driver.py")
 USER = "micado-admin"
@@ -43,7 +47,7 @@ BROKEN = REPO / "tests" / "data" / "broken" / "47_several_faults_nodes.yaml"
 
 @dataclass
 class Site:
-    kube: FakeKubeApi
+    kube: KubeCluster
     daemon: Daemon
     gateway: Gateway
     password: str
@@ -66,12 +70,19 @@ class Site:
         return json.loads(done.stdout)
 
     def image(self, name: str) -> str | None:
-        obj = self.kube.get("apps", "deployments", "default", name)
-        return None if obj is None else obj["spec"]["template"]["spec"]["containers"][0]["image"]
+        try:
+            found = client.AppsV1Api(self.kube.admin()).read_namespaced_deployment(
+                name, "default")
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found.spec.template.spec.containers[0].image
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(tmp_path_factory: pytest.TempPathFactory,
+         kube_cluster: KubeCluster) -> Iterator[Site]:
     require_prometheus()
     require_gateway_tools()
     try:
@@ -80,23 +91,21 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         prerequisite(False, f"micado-client 0.12.13 from PyPI in its own virtualenv: {exc}")
     tmp = tmp_path_factory.mktemp("micado-client")
     prometheus = PrometheusServer(tmp / "prometheus").start()
-    kube = FakeKubeApi().start()
-    kube.seed(ready_node("w1", "workers"))
-    daemon = Daemon(tmp / "controller", kube.url, prometheus.url, prometheus.rules_dir,
-                    prometheus.sd_dir)
+    kube_cluster.add_node("workers", "web")
+    daemon = Daemon(tmp / "controller", "", prometheus.url, prometheus.rules_dir,
+                    prometheus.sd_dir, kubeconfig=kube_cluster.controller_kubeconfig)
     root = private_dir()
     password = secrets.token_urlsafe(18)
     try:
         daemon.start()
         gateway = Gateway(root, f"127.0.0.1:{daemon.port}", daemon.token_file,
                           [{"name": USER, "password": password}]).render().start()
-        yield Site(kube, daemon, gateway, password, python)
+        yield Site(kube_cluster, daemon, gateway, password, python)
     finally:
         if "gateway" in locals():
             gateway.stop()
         remove(root)
         daemon.kill()
-        kube.stop()
         prometheus.stop()
 
 

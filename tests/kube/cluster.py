@@ -171,6 +171,8 @@ class ControlPlane:
             f"--secure-port={self.api_port}",
             f"--cert-dir={self.root / 'pki'}", f"--token-auth-file={self.root / 'tokens.csv'}",
             "--authorization-mode=Node,RBAC", "--service-cluster-ip-range=10.96.0.0/24",
+            # as k3s: new VMs join with bootstrap tokens (micado.core.scale_nodes makes them)
+            "--enable-bootstrap-token-auth",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self.root / 'sa.pub'}",
             f"--service-account-signing-key-file={self.root / 'sa.key'}",

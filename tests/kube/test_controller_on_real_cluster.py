@@ -12,146 +12,29 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 
-from e2e.daemon_harness import Daemon, wait_for
-from integration.prometheus_fixture import Exporter, PrometheusServer, require_prometheus
-from kube.cluster import KubeCluster, kube_cluster
-from micado.actuators.kubernetes import Cluster
-from micado.adt.k8s.labels import INSTANCE, MANAGED_BY, MANAGER, NAME
+from e2e.daemon_harness import wait_for
+from e2e.real_bed import READY_TIMEOUT, RealBed, load_policy
+from e2e.real_bed import real_bed as bed_on
+from kube.cluster import KWOK_NODE_ANNOTATION, KubeCluster, kube_cluster
+from micado.actuators.kubernetes import UNTYPABLE_APPLY, Cluster, ClusterError
+from micado.adt.k8s.labels import APP, INSTANCE, MANAGED_BY, MANAGER, NAME, NODE_TYPE
 from micado.adt.model import Workload
 
 pytestmark = pytest.mark.cluster
 __all__ = ["kube_cluster"]  # the fixture, imported for pytest
 
-READY_TIMEOUT = 120.0
 TICK = 1.0
-
-TYPES = "https://raw.githubusercontent.com/micado-scale/tosca/develop/micado_types.yaml"
-
-
-def container(image: str, namespace: str) -> dict:
-    """A Deployment node on the `workers` group, in `namespace`."""
-    return {"type": "tosca.nodes.MiCADO.Container.Application.Docker.Deployment",
-            "properties": {"image": image, "ports": [{"port": 8080}],
-                           # quantities the server normalises (500m, 1Gi)
-                           "resources": {"requests": {"cpu": 0.5, "memory": "1024Mi"}}},
-            "interfaces": {"Kubernetes": {"create": {"inputs": {
-                "metadata": {"namespace": namespace}}}}},
-            "requirements": [{"host": "workers"}]}
-
-
-def load_policy(exporter: str) -> dict:
-    """web scaled out while the exporter's load is high (the e2e tests' policy)."""
-    return {"scalability": {"type": "tosca.policies.Scaling.MiCADO", "targets": ["web"],
-                            "properties": {
-        "min_instances": 1, "max_instances": 3, "sources": [exporter],
-        "alerts": [{"alert": "web_overloaded", "expr": 'web_load{job="micado-apps"} > 0.8',
-                    "for": "0s"}],
-        "scaling_rule": "if web_overloaded:\n  m_container_count += 1\n"}}}
-
-
-def adt(app: str, namespace: str, cache: bool, image: str = "nginx:1.25",
-        policy: dict | None = None) -> str:
-    """web (+ cache) in the app's namespace, a raw Secret in "default", a static VM group."""
-    nodes = {"web": container(image, namespace)}
-    if cache:
-        nodes["cache"] = container("redis:7", namespace)
-    nodes["settings"] = {"type": "tosca.nodes.MiCADO.Kubernetes", "interfaces": {
-        "Kubernetes": {"create": {"inputs": {
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": f"{app}-settings", "namespace": "default"},
-            "stringData": {"greeting": "hello"}}}}}}
-    nodes["workers"] = {"type": "tosca.nodes.MiCADO.Nova.Compute", "properties": {
-        "image_id": "1234-abcd", "flavor_name": "m1.small", "project_id": "p1",
-        "network_id": "n1"}}
-    topology: dict = {"node_templates": nodes}
-    if policy:
-        topology["policies"] = [policy]
-    return yaml.safe_dump({"tosca_definitions_version": "tosca_simple_yaml_1_2",
-                           "imports": [TYPES], "topology_template": topology}, sort_keys=False)
-
-
-@dataclass
-class RealBed:
-    cluster: KubeCluster
-    daemon: Daemon
-    app: str
-    namespace: str  # the app's workloads; its Secret is in "default" (the role's only one)
-    exporter: Exporter  # web_load, 0.5 to start with
-
-    def adt(self, *, cache: bool = True, image: str = "nginx:1.25",
-            policy: dict | None = None) -> Path:
-        path = self.daemon.root / f"{self.app}-{cache}-{image}-{bool(policy)}.yaml"
-        path.write_text(adt(self.app, self.namespace, cache, image, policy))
-        return path
-
-    def run(self, *args: str) -> str:
-        done = self.daemon.cli(*args)
-        assert done.returncode == 0, done.stderr + done.stdout
-        return done.stdout
-
-    def objects(self) -> dict[tuple[str, str, str], str]:
-        """The app's live objects (by its instance label, as the admin sees them), each with
-        its resourceVersion."""
-        api = self.cluster.admin()
-        selector = f"{INSTANCE}={self.app}"
-        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-        found = {}
-        for kind, listing in (("Deployment", apps.list_deployment_for_all_namespaces),
-                              ("Service", core.list_service_for_all_namespaces),
-                              ("Secret", core.list_secret_for_all_namespaces),
-                              ("ConfigMap", core.list_config_map_for_all_namespaces)):
-            for item in listing(label_selector=selector).items:
-                found[kind, item.metadata.namespace, item.metadata.name] = \
-                    item.metadata.resource_version
-        return found
-
-    def deployments(self) -> set[str]:
-        return {name for kind, _, name in self.objects() if kind == "Deployment"}
-
-    def replicas(self, name: str) -> int:
-        return client.AppsV1Api(self.cluster.admin()).read_namespaced_deployment(
-            name, self.namespace).spec.replicas
-
-    def ready(self, name: str) -> bool:
-        deployment = client.AppsV1Api(self.cluster.admin()).read_namespaced_deployment(
-            name, self.namespace)
-        return (deployment.status.ready_replicas or 0) >= 1
-
-
-def troubles(daemon: Daemon) -> list[dict]:
-    """The daemon's events that say something went wrong (errors, failures, drift)."""
-    return [e for e in daemon.events()
-            if any(word in e["kind"] for word in ("error", "fail", "drift", "unavailable"))]
 
 
 @pytest.fixture
 def real_bed(kube_cluster: KubeCluster, tmp_path: Path) -> Iterator[RealBed]:
-    require_prometheus()
-    app = f"web{uuid.uuid4().hex[:6]}"
-    namespace = f"ns-{app}"
-    admin = kube_cluster.admin()
-    client.CoreV1Api(admin).create_namespace({"metadata": {"name": namespace}})
-    kube_cluster.add_node("workers", app)
-    exporter = Exporter().start()
-    exporter.set("web_load", 0.5)
-    prometheus = PrometheusServer(tmp_path / "prometheus").start()
-    daemon = Daemon(tmp_path / "controller", "", prometheus.url, prometheus.rules_dir,
-                    prometheus.sd_dir, tick_seconds=TICK,
-                    kubeconfig=kube_cluster.controller_kubeconfig)
-    daemon.start()
-    try:
-        yield RealBed(kube_cluster, daemon, app, namespace, exporter)
-    finally:
-        daemon.kill()
-        prometheus.stop()
-        exporter.stop()
+    with bed_on(kube_cluster, tmp_path, TICK) as bed:
+        yield bed
 
 
 def test_submit_dry_run_update_restart_and_stop_as_the_controllers_account(
@@ -186,14 +69,14 @@ def test_submit_dry_run_update_restart_and_stop_as_the_controllers_account(
     ticks = bed.daemon.ticks()
     wait_for(lambda: bed.daemon.ticks() >= ticks + 3, 30, "three ticks after the restart")
     assert bed.objects().keys() == kept.keys()
-    assert troubles(bed.daemon) == []
+    assert bed.troubles() == []
     # and a clean stop (SIGTERM) then a start: the same
     assert bed.daemon.stop() == 0
     bed.daemon.start()
     ticks = bed.daemon.ticks()
     wait_for(lambda: bed.daemon.ticks() >= ticks + 3, 30, "three ticks after the restart")
     assert bed.objects().keys() == kept.keys()
-    assert troubles(bed.daemon) == []
+    assert bed.troubles() == []
 
     # stop deletes everything the app made, its Secret included
     bed.run("stop", bed.app)
@@ -224,7 +107,7 @@ def test_the_policy_scales_through_the_subresource_and_an_update_keeps_the_count
     scaled = wait_for(steady, 60, "the count to settle")
     bed.run("update", bed.app, str(bed.adt(cache=False, image="nginx:1.27", policy=policy)))
     assert bed.replicas("web") == scaled
-    assert troubles(bed.daemon) == []
+    assert bed.troubles() == []
 
 
 def deployment(app: str, replicas: int | None, image: str = "nginx:1.25") -> dict:
@@ -288,3 +171,54 @@ def test_scale_subresource_and_node_groups_as_the_controllers_account(
     assert cluster.scale(workload, 3) == 1
     assert cluster.live_replicas(app, [workload]) == {"web": 3}
     assert cluster.delete_app(app) == [("Deployment", "default", app)]
+
+
+def test_an_apply_the_server_cannot_type_is_refused_at_once(kube_cluster: KubeCluster) -> None:
+    """A field of the wrong type in a server-side apply: the real server answers 500 (the fake
+    accepts anything), which the controller retried as transient, three attempts with backoff
+    for an answer that cannot change. Now it fails at once, with the server's reason."""
+    app = f"typed{uuid.uuid4().hex[:6]}"
+    pauses: list[float] = []
+    cluster = Cluster(kube_cluster.controller(), attempts=3, sleep=pauses.append)
+    manifest = deployment(app, 1)
+    manifest["spec"]["template"]["spec"]["containers"][0]["ports"] = [
+        {"containerPort": "eighty"}]
+    with pytest.raises(ClusterError) as refused:
+        cluster.apply([manifest], owner=app)
+    assert refused.value.status == 500 and UNTYPABLE_APPLY in refused.value.message, refused.value
+    assert "containerPort" in refused.value.message
+    assert pauses == []
+    assert cluster.delete_app(app) == []
+
+
+def test_a_groups_nodes_are_its_ready_schedulable_untainted_ones(
+        kube_cluster: KubeCluster) -> None:
+    """MiCADO's m_nodes from real Nodes: a node no kubelet runs (never Ready), a cordoned one and
+    ones tainted NoSchedule or NoExecute are left out; PreferNoSchedule is not a refusal."""
+    app = f"filter{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(kube_cluster.admin())
+
+    def node(name: str, *, kubelet: bool = True, **spec: object) -> str:
+        name = f"{name}-{app}"
+        core.create_node({
+            "apiVersion": "v1", "kind": "Node", "spec": spec,
+            "metadata": {"name": name, "labels": {NODE_TYPE: "workers", APP: app},
+                         "annotations": {KWOK_NODE_ANNOTATION: "fake"} if kubelet else {}}})
+        return name
+
+    def taint(effect: str) -> list[dict]:
+        return [{"key": "example.com/x", "effect": effect}]
+
+    wanted = {node("ready"), node("soft", taints=taint("PreferNoSchedule"))}
+    node("no-kubelet", kubelet=False)
+    node("cordoned", unschedulable=True)
+    node("tainted", taints=taint("NoSchedule"))
+    node("evicting", taints=taint("NoExecute"))
+    cluster = Cluster.from_kubeconfig(str(kube_cluster.controller_kubeconfig))
+
+    def group() -> set[str]:
+        return {n["ID"] for n in cluster.group_nodes(app, "workers")}
+
+    assert wait_for(lambda: group() == wanted, READY_TIMEOUT, "the kwok nodes to be Ready")
+    assert [group() for _ in range(3)] == [wanted] * 3  # and it stays so
+    assert {n["ID"] for n in cluster.nodes_by_group()[app, "workers"]} == wanted

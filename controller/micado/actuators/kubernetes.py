@@ -42,6 +42,9 @@ from micado.adt.model import Workload
 FIELD_MANAGER = "micado"
 SCALABLE_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A server-side apply the API server cannot type against the kind's schema (a field of the
+# wrong type): a real server answers 500 InternalError, which no retry can change.
+UNTYPABLE_APPLY = "failed to create typed patch object"
 BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 # maps whose values are resource quantities (containers' resources, PV capacity, quotas)
 QUANTITY_MAPS = frozenset({"requests", "limits", "capacity", "hard"})
@@ -500,8 +503,7 @@ class Cluster:
                 error = _api_error(e.status or None, e.reason or "", e.body, what)
             except urllib3.exceptions.HTTPError as e:  # refused, reset, timed out
                 error = ClusterError(None, type(e).__name__, str(e), what)
-            transient = error.status is None or error.status in TRANSIENT_STATUSES
-            if not transient or attempt == self.attempts - 1:
+            if not _transient(error) or attempt == self.attempts - 1:
                 raise error
             self._backoff(attempt)
         raise AssertionError("unreachable")
@@ -510,6 +512,14 @@ class Cluster:
         """The pause after the `attempt`-th (from 0) failure: transient errors, and 409s on
         objects that controllers keep updating (a Deployment's status while it scales)."""
         self._sleep(min(self.max_delay, self.base_delay * 2 ** attempt))
+
+
+def _transient(error: ClusterError) -> bool:
+    """Whether a retry may succeed: no answer, throttled, or a server error other than an apply
+    the server cannot type."""
+    if error.status == 500 and UNTYPABLE_APPLY in error.message:
+        return False
+    return error.status is None or error.status in TRANSIENT_STATUSES
 
 
 def _api_error(status: int | None, reason: str | None, data: Any, what: str) -> ClusterError:
