@@ -1,10 +1,10 @@
-"""The reconciliation decision (micado.node_reconcile.decide): given the cloud's VMs, the
+"""The reconciliation decision (micado.control.node_reconcile.decide): given the cloud's VMs, the
 Kubernetes Nodes and the store's groups and operations, what to resume, resize, remove,
 replace and report."""
 
 from __future__ import annotations
 
-from micado.node_reconcile import (
+from micado.control.node_reconcile import (
     CloudVM,
     GroupView,
     Inputs,

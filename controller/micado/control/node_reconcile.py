@@ -1,5 +1,5 @@
 """What VM reconciliation should do, given what the cloud, Kubernetes and the store say: pure,
-no I/O (`micado.node_reconciler` gathers the inputs and carries the actions out).
+no I/O (`micado.control.node_reconciler` gathers the inputs and carries the actions out).
 
 Why each rule:
 - an operation pending in the store and held by no run was in flight when a controller died:
