@@ -553,3 +553,16 @@ def test_node_groups_follow_the_plan_and_outlive_their_app_until_forgotten(
     store.put_app("a", "adt", {}, _plan("w"))  # submitted again: w is its group again
     assert store.forget_node_group("a", "w") is False
     assert [(g.group, g.removing) for g in store.node_groups()] == [("w", False)]
+
+
+def test_the_node_groups_of_apps_stored_before_them_are_recorded_at_migration(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with Store(path) as s:
+        s.put_app("a", "adt", {}, _plan("w"))
+    with sqlite3.connect(path) as old:  # back to schema 3, as an older controller left it
+        old.execute("DROP TABLE node_groups")
+        old.execute("UPDATE schema_version SET version = 3")
+    with Store(path) as s:
+        assert [(g.app_id, g.group, g.removing, g.spec["cloud"]) for g in s.node_groups()] == [
+            ("a", "w", False, "ec2")]
