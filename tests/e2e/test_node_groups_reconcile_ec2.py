@@ -255,3 +255,31 @@ def test_a_notready_group_node_is_replaced_and_a_static_one_reported(world: Worl
     reports = world.reconciled("Node static-worker (a static worker or edge node) is NotReady")
     assert len(reports) == 1
     assert world.kube.get("", "nodes", "", "static-worker") is not None
+
+
+def test_a_vm_lost_outside_is_made_again_and_a_crash_mid_deletion_leaves_no_orphan(
+        world: World) -> None:
+    world.start_app(2)
+    wait_for(lambda: world.done(2), WAIT, "the 0 -> 2 operation")
+    lost = group_instances(world.ec2, "vms", "worker-node")["worker-node-vms-2"]["InstanceId"]
+    world.ec2.terminate_instances(InstanceIds=[lost])  # by hand, in the cloud's console
+    world.kube.handle("DELETE", "/api/v1/nodes/worker-node-vms-2", None, b"")
+    wait_for(lambda: world.reconciled("1 VMs in the cloud, 2 wanted: resized to 2"), WAIT,
+             "the reconciliation to notice")
+    wait_for(lambda: len(world.done(2)) > 1, WAIT, "the group made whole again")
+    again = group_instances(world.ec2, "vms", "worker-node")
+    assert set(again) == {"worker-node-vms-1", "worker-node-vms-2"}
+    assert again["worker-node-vms-2"]["InstanceId"] != lost
+
+    stopped = world.daemon.cli("stop", "vms")
+    assert stopped.returncode == 0, stopped.stderr
+    kill_tree(world.daemon)  # before the removal could finish
+    assert world.all_micado_vms() != []
+    world.daemon.start()
+    wait_for(lambda: world.reconciled("of a deleted app (or one that left it): removing"),
+             WAIT, "the orphans found")
+    wait_for(lambda: world.all_micado_vms() == [], WAIT, "the orphans removed")
+    wait_for(lambda: world.reconciled("its VMs are gone") or [
+        e for e in world.daemon.events("action") if "its VMs are removed" in e["message"]],
+        WAIT, "the group forgotten")
+    assert world.nodes() == set()
