@@ -107,8 +107,12 @@ def test_a_node_group_scaled_from_0_to_2_runs_the_playbook(
             stopped = daemon.cli("stop", "vms")
             assert stopped.returncode == 0, stopped.stderr
             deleted = wait_for(lambda: daemon.events("deleted"), 30, "the app's deletion")
-            assert ("node group workers -> 0: not carried out at deletion yet; delete its VMs "
-                    "(tag micado.eu/app=vms) in the cloud") in deleted[0]["message"]
+            assert ("node group workers -> 0: its VMs are being removed (drained first)"
+                    in deleted[0]["message"])
+            removed = wait_for(lambda: [e for e in daemon.events() if "its VMs are removed"
+                                        in e["message"]], 120, "the group's VMs removed")
+            assert removed[0]["app_id"] == "vms"
+            assert (tmp_path / "count-vms-workers").read_text() == "0"
             assert daemon.stop() == 0
         finally:
             daemon.kill()

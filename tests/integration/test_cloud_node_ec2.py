@@ -243,3 +243,45 @@ def test_a_refused_instance_fails_the_run_naming_it_and_the_cloud_error(cloud: A
     assert failures[0].startswith("EC2 did not start worker-shop-1, worker-shop-2:")
     assert "t9.enormous" in failures[0]
     assert stats_of(result) == {"micado_nodes": [], "micado_node_count": 0}
+
+
+def test_list_mode_reports_every_micado_vm_of_the_region_and_changes_nothing(
+        cloud: Any) -> None:
+    from tests.integration.cloud_node_harness import AMI, changed_tasks, stats_of
+
+    assert_ok(cloud.scale(1))
+    # another app's VM and a VM MiCADO did not make, started by hand
+    tagged = [{"Key": "Name", "Value": "db-other-3"}, {"Key": "micado.eu/app", "Value": "other"},
+              {"Key": "micado.eu/group", "Value": "db"}, {"Key": "micado.eu/index", "Value": "3"}]
+    for tags in (tagged, [{"Key": "Name", "Value": "by-hand"}]):
+        cloud.ec2.run_instances(ImageId=AMI, InstanceType="t2.micro", MinCount=1, MaxCount=1,
+                                TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
+    secrets = {k for k in cloud.kube.objects if k[1] == "secrets"}
+    result = cloud.scale(0, cloud_node_mode="list")
+    assert_ok(result)
+    assert changed_tasks(result) == []
+    stats = stats_of(result)
+    listed = {(n["name"], n["app"], n["group"], n["index"], n["state"])
+              for n in stats["micado_nodes"]}
+    assert listed == {("worker-shop-1", "shop", "worker", 1, "running"),
+                      ("db-other-3", "other", "db", 3, "running")}
+    assert stats["micado_node_count"] == 2
+    assert {k for k in cloud.kube.objects if k[1] == "secrets"} == secrets
+    assert node_names(cloud.kube) == {"worker-shop-1"}
+
+
+def test_replace_removes_the_named_vm_then_makes_the_group_whole(cloud: Any) -> None:
+    from tests.integration.cloud_node_harness import group_instances
+
+    assert_ok(cloud.scale(2))
+    before = group_instances(cloud.ec2, "shop", "worker")
+    result = cloud.scale(2, cloud_node_replace=["worker-shop-1"])
+    assert_ok(result)
+    after = group_instances(cloud.ec2, "shop", "worker")
+    assert set(after) == {"worker-shop-1", "worker-shop-2"}
+    assert after["worker-shop-2"]["InstanceId"] == before["worker-shop-2"]["InstanceId"]
+    assert after["worker-shop-1"]["InstanceId"] != before["worker-shop-1"]["InstanceId"]
+    assert node_names(cloud.kube) == {"worker-shop-1", "worker-shop-2"}
+    terminated = group_instances(cloud.ec2, "shop", "worker", ("terminated", "shutting-down"))
+    assert [v["InstanceId"] for v in terminated.values()] == [
+        before["worker-shop-1"]["InstanceId"]]

@@ -303,7 +303,9 @@ def test_an_operation_pending_from_before_a_restart_is_run_again(bed: Bed) -> No
         "interface": None, "properties": {"image_id": "i"}, "min_instances": 0,
         "max_instances": 3, "contextualisation": {}}]}, status="running")
     op = bed.op("workers", 2)  # recorded by a controller that stopped before running it
-    assert bed.actuator.poll(op) is None and bed.actuator.groups("app") == []  # not ours
+    assert bed.actuator.poll(op) is None  # not ours: no run holds it
+    assert [(g["group"], g["running_op"], g["waiting_op"]) for g in bed.actuator.groups("app")
+            ] == [("workers", None, None)]
     bed.actuator.close()
     bed.actuator = AnsibleNodeActuator(bed.actuator.config, bed.store, bed.root)  # restarted
     assert bed.result(op).nodes == 2

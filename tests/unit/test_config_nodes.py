@@ -60,6 +60,7 @@ nodes:
   ready_timeout: 120
   drain_timeout: 30
   keep_runs: 2
+  reconcile_seconds: 120
 """)
     assert config.nodes == NodesConfig(
         server_url="https://master:6443", kubeconfig=tmp_path / "k3s.yaml",
@@ -67,7 +68,7 @@ nodes:
         data_dir=tmp_path / "runs", clouds_yaml=tmp_path / "clouds.yaml", os_cloud="sztaki",
         aws_credentials_file=tmp_path / "aws", aws_endpoint_url="http://127.0.0.1:5000",
         max_provisioning_seconds=60.0, backoff_seconds=10.0, backoff_max_seconds=40.0,
-        ready_timeout=120, drain_timeout=30, keep_runs=2)
+        ready_timeout=120, drain_timeout=30, keep_runs=2, reconcile_seconds=120.0)
 
 
 def test_every_problem_is_reported_with_its_key(tmp_path: Path) -> None:
@@ -78,12 +79,14 @@ nodes:
   clouds_yaml: nowhere/clouds.yaml
   aws_credentials: x
   max_provisioning_seconds: 0
+  reconcile_seconds: 0.5
   backoff_seconds: 600
   backoff_max_seconds: 60
 """)
     assert found == [
         "nodes.aws_credentials: unknown setting (did you mean 'aws_credentials_file'?)",
         "nodes.max_provisioning_seconds: must be between 1 and 86400, got 0",
+        "nodes.reconcile_seconds: must be between 1 and 86400, got 0.5",
         "nodes.kubeconfig: is required when node groups are run (or kubernetes.kubeconfig)",
         "nodes.server_url: must be the k3s server's https:// URL, got 'http://master:6443'",
         f"nodes.playbook: no such playbook file: {tmp_path / 'missing.yml'}",

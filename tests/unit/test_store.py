@@ -527,3 +527,42 @@ def test_concurrent_claims_of_one_object_from_two_connections_give_one_owner(
     finally:
         for s in stores:
             s.close()
+
+
+# -- node groups --------------------------------------------------------------------------------
+
+def _plan(*groups: str) -> dict:
+    return {"app_id": "a", "node_groups": [{"name": g, "cloud": "ec2"} for g in groups]}
+
+
+def test_node_groups_follow_the_plan_and_outlive_their_app_until_forgotten(
+        store: Store) -> None:
+    store.put_app("a", "adt", {}, _plan("w", "db"))
+    assert [(g.group, g.removing) for g in store.node_groups("a")] == [("db", False),
+                                                                        ("w", False)]
+    store.save_group_vms("a", "w", [{"name": "w-a-1", "id": "i-1"}])
+    store.save_group_event("a", "w", "task: Wait")
+    store.put_app("a", "adt", {}, _plan("w"))  # db left the app: its VMs must go
+    groups = {g.group: g for g in store.node_groups("a")}
+    assert groups["db"].removing and not groups["w"].removing
+    assert groups["w"].vms == [{"name": "w-a-1", "id": "i-1"}]
+    assert groups["w"].last_event == "task: Wait" and groups["w"].spec["cloud"] == "ec2"
+    store.delete_app("a")
+    assert [(g.group, g.removing) for g in store.node_groups()] == [("db", True), ("w", True)]
+    assert store.forget_node_group("a", "db") is True
+    store.put_app("a", "adt", {}, _plan("w"))  # submitted again: w is its group again
+    assert store.forget_node_group("a", "w") is False
+    assert [(g.group, g.removing) for g in store.node_groups()] == [("w", False)]
+
+
+def test_the_node_groups_of_apps_stored_before_them_are_recorded_at_migration(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with Store(path) as s:
+        s.put_app("a", "adt", {}, _plan("w"))
+    with sqlite3.connect(path) as old:  # back to schema 3, as an older controller left it
+        old.execute("DROP TABLE node_groups")
+        old.execute("UPDATE schema_version SET version = 3")
+    with Store(path) as s:
+        assert [(g.app_id, g.group, g.removing, g.spec["cloud"]) for g in s.node_groups()] == [
+            ("a", "w", False, "ec2")]

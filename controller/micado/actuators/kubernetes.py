@@ -180,6 +180,10 @@ class Cluster:
         serves all apps of a tick. Nodes without an app label belong to no group."""
         return self._groups(self._request("GET", "/api/v1/nodes").get("items") or [])
 
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every Node as the API returns it (reconciliation reads their Ready conditions)."""
+        return list(self._request("GET", "/api/v1/nodes").get("items") or [])
+
     @staticmethod
     def _groups(items: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, str]]]:
         groups: dict[tuple[str, str], list[dict[str, str]]] = {}

@@ -15,7 +15,15 @@ Why each rule:
   and is retried when the backoff ends, with the reason shown in `micado status`;
 - `close` cancels every run (ansible-runner's cancel_callback) and leaves the operations
   pending: the next start runs them again (the playbook makes a group the size it should be,
-  so running it again is safe).
+  so running it again is safe);
+- at start, runs left over by a controller that was killed (kill -9: ansible-playbook lives in
+  a session of its own and outlives it) are killed before anything runs, so an old run and
+  its resumption never race on the cloud;
+- the VMs a run reports and its last event are kept in the store too: `micado status` shows
+  them after a restart;
+- a group of a deleted app has no operation (they go with the app): its removal is a run of
+  its own (`remove_group`), retried with backoff like any other, and the group is forgotten
+  once the cloud shows none of its VMs.
 
 The run is started like `ansible_runner.run_async` (init_runner, then `Runner.run` in a thread)
 with one step in between: the environment is reduced before the run starts.
@@ -23,6 +31,7 @@ with one step in between: the environment is reduced before the run starts.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -30,7 +39,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +69,8 @@ class _Job:
     op: Operation
     group: NodeGroup | None
     drop: list[str]
+    replace: list[str] = field(default_factory=list)
+    detached: bool = False  # no operation in the store: a deleted app's group being removed
     attempt: int = 1
     deadline: float = 0.0
     started: float | None = None  # monotonic, while running
@@ -116,24 +127,98 @@ class AnsibleNodeActuator:
         # ansible-runner runs `ansible-playbook` from $PATH: this one's directory comes first
         self.bin_dir = str(Path(config.ansible_playbook or _default_ansible_playbook()).parent)
         self.first_task_latency: list[float] = []  # seconds from start to the first task
+        self._detached_ids = itertools.count(-1, -1)
+        self.leftovers_killed = _kill_leftover_runs(str(self.data_dir))
 
     # ------------------------------------------------------------------ the interface
-    def start(self, op: Operation, group: NodeGroup | None, drop: list[str]) -> None:
+    def start(self, op: Operation, group: NodeGroup | None, drop: list[str],
+              replace: Sequence[str] = ()) -> None:
         with self._lock:
             if self._closed:
                 return
-            self._enqueue(_Job(op, group, list(drop)))
+            self._enqueue(_Job(op, group, list(drop), list(replace)))
         self._pump()
+
+    def resume(self, op: Operation) -> None:
+        """Run a pending operation no run holds (one a killed controller left)."""
+        with self._lock:
+            self._resume(op)
+        self._pump()
+
+    def _resume(self, op: Operation) -> None:
+        if self._closed or self._holds(op):
+            return
+        self._enqueue(_Job(op, self._spec_from_store(op), []))
+        why = ("was in flight when the controller stopped" if op.started_at < self._born
+               else "had no run")
+        try:
+            self.store.add_event(op.app_id, "reconcile", f"reconcile: node group {op.group}: "
+                                 f"operation {op.op_id} {why}: resumed",
+                                 {"target": op.group, "op_id": op.op_id, "action": "resume"})
+        except Exception:
+            log.exception("could not record the resumption of operation %s", op.op_id)
+
+    def remove_group(self, app_id: str, group: str, spec: NodeGroup) -> None:
+        """Remove every VM of a group whose app is gone (no operation records this run)."""
+        with self._lock:
+            state = self._groups.get((app_id, group))
+            if self._closed or (state is not None and (state.running or state.waiting)):
+                return
+            op = Operation(next(self._detached_ids), app_id, group, "remove", 0, "",
+                           self._wall(), None, None, None)
+            self._enqueue(_Job(op, spec, [], detached=True))
+        self._pump()
+
+    def held_operations(self) -> set[int]:
+        """The operations a run holds (running, queued or backing off)."""
+        with self._lock:
+            return {j.op.op_id for s in self._groups.values()
+                    for j in (s.running, s.waiting) if j is not None}
+
+    def list_vms(self, spec: NodeGroup) -> list[dict[str, Any]]:
+        """Every VM tagged micado.eu/app in the cloud (region, or clouds.yaml cloud) of
+        `spec`, through the playbook's list mode; raises RuntimeError when the run fails."""
+        run_dir = self.data_dir / "_list" / _SAFE.sub("_", location(spec))
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(mode=0o700, parents=True)
+        for parent in (run_dir.parent, run_dir):
+            parent.chmod(0o700)
+        extravars: dict[str, Any] = {"cloud_node_mode": "list", "cloud_node_cloud": spec.cloud,
+                                     "cloud_node_properties": dict(spec.properties)}
+        if spec.endpoint:
+            extravars["cloud_node_endpoint"] = spec.endpoint
+        if self.config.os_cloud:
+            extravars["cloud_node_os_cloud"] = self.config.os_cloud
+        found: dict[str, Any] = {}
+        failures: list[str] = []
+
+        def on_event(event: dict[str, Any]) -> bool:
+            data = event.get("event_data") or {}
+            if event.get("event") == "playbook_on_stats":
+                found.update(data.get("artifact_data") or {})
+            elif event.get("event") in ("runner_on_failed", "runner_on_unreachable") \
+                    and not data.get("ignore_errors"):
+                res = data.get("res") if isinstance(data.get("res"), dict) else {}
+                failures.append(f"{data.get('task')}: {str(res.get('msg') or '')[:300]}")
+            return True
+
+        status = self._run_playbook(run_dir, extravars, "list", on_event,
+                                    lambda: self._closed)
+        nodes = found.get("micado_nodes")
+        if status != "successful" or not isinstance(nodes, list):
+            raise RuntimeError(f"listing the VMs of {location(spec)} failed: "
+                               + ("; ".join(failures) or f"the playbook ended {status}"))
+        return [n for n in nodes if isinstance(n, dict)]
 
     def poll(self, op: Operation) -> NodeResult | None:
         with self._lock:
             result = self._results.pop(op.op_id, None)
             if result is not None:
                 return result
-            if not self._closed and not self._holds(op) and op.started_at < self._born:
+            if op.started_at < self._born:
                 # pending from before a restart: run it again (a newer one gets `start`ed by
                 # whoever recorded it, with its nodes to drop)
-                self._enqueue(_Job(op, self._spec_from_store(op), []))
+                self._resume(op)
         self._pump()
         return None
 
@@ -158,12 +243,19 @@ class AnsibleNodeActuator:
             return None
 
     def groups(self, app_id: str) -> list[dict[str, Any]]:
+        records = {r.group: r for r in self.store.node_groups(app_id) if not r.removing}
         with self._lock:
             now, wall = self._clock(), self._wall()
             out = []
-            for (app, group), state in sorted(self._groups.items()):
-                if app != app_id:
-                    continue
+            states = {g: s for (a, g), s in self._groups.items() if a == app_id}
+            for group in sorted(set(states) | set(records)):
+                state = states.get(group) or _GroupState()
+                record = records.get(group)
+                if state.last_event is None and record is not None:
+                    state.last_event, state.last_event_at = (record.last_event,
+                                                             record.last_event_at)
+                if state.vms is None and record is not None:
+                    state.vms = record.vms
                 running = state.running.op.op_id if state.running else None
                 backoff = max(0.0, state.backoff_until - now)
                 out.append({
@@ -224,8 +316,7 @@ class AnsibleNodeActuator:
                 job = state.waiting
                 if job is None or state.running is not None or state.backoff_until > now:
                     continue
-                stored = self.store.get_operation(job.op.op_id)
-                if stored is None or not stored.pending:  # its app was deleted meanwhile
+                if not self._still_wanted(job):  # its app was deleted, or submitted again
                     state.waiting = None
                     continue
                 state.waiting, state.running = None, job
@@ -239,15 +330,18 @@ class AnsibleNodeActuator:
         for thread in to_start:
             thread.start()
 
+    def _still_wanted(self, job: _Job) -> bool:
+        if job.detached:
+            return any(r.group == job.op.group and r.removing
+                       for r in self.store.node_groups(job.op.app_id))
+        stored = self.store.get_operation(job.op.op_id)
+        return stored is not None and stored.pending
+
     def _spec_from_store(self, op: Operation) -> NodeGroup | None:
-        app = self.store.get_app(op.app_id)
-        if app is None:
-            return None
-        try:
-            plan = plan_from_dict(app.plan)
-        except (KeyError, TypeError):
-            return None
-        return next((g for g in plan.node_groups if g.name == op.group), None)
+        """The group's spec as the store last had it (also a group that left its app)."""
+        record = next((r for r in self.store.node_groups(op.app_id) if r.group == op.group),
+                      None)
+        return None if record is None else group_from_spec(op.app_id, record.spec)
 
     # ------------------------------------------------------------------ one run
     def _run(self, job: _Job) -> None:
@@ -268,22 +362,29 @@ class AnsibleNodeActuator:
     def _execute(self, job: _Job, spec: NodeGroup) -> str:
         run_dir = self._prepare_dir(job)
         extravars = self._extravars(job, spec)
+        return self._run_playbook(run_dir, extravars, f"op{job.op.op_id}-{job.attempt}",
+                                  lambda event: self._on_event(job, event),
+                                  lambda: self._should_cancel(job))
+
+    def _run_playbook(self, run_dir: Path, extravars: dict[str, Any], ident: str,
+                      on_event: Callable[[dict[str, Any]], bool],
+                      cancel: Callable[[], bool]) -> str:
+        """One ansible-runner run in `run_dir` (private), with the reduced environment."""
         _write_private(run_dir / "env" / "extravars", yaml.safe_dump(extravars))
         _write_private(run_dir / "inventory" / "hosts",
                        f"localhost ansible_connection=local "
                        f"ansible_python_interpreter={sys.executable}\n")
         playbook = self.config.playbook
         project = run_dir / "project"
+        project.mkdir(mode=0o700, exist_ok=True)
         if os.path.isabs(playbook):
             project, playbook = Path(playbook).parent, Path(playbook).name
         envvars = self._envvars()
         runner = ansible_runner.interface.init_runner(
             private_data_dir=str(run_dir), project_dir=str(project), playbook=playbook,
-            envvars=envvars, quiet=True, rotate_artifacts=1,
-            ident=f"op{job.op.op_id}-{job.attempt}",
+            envvars=envvars, quiet=True, rotate_artifacts=1, ident=ident,
             settings={"pexpect_timeout": 0.5, "suppress_ansible_output": True},
-            event_handler=lambda event: self._on_event(job, event),
-            cancel_callback=lambda: self._should_cancel(job))
+            event_handler=on_event, cancel_callback=cancel)
         # the run's environment: ansible-runner's own additions and ours, not the controller's
         inherited = os.environ
         runner.config.env = {
@@ -326,6 +427,7 @@ class AnsibleNodeActuator:
             "cloud_node_properties": dict(spec.properties),
             "cloud_node_desired": op.desired,
             "cloud_node_drop": list(job.drop),
+            "cloud_node_replace": list(job.replace),
             "cloud_node_labels": dict(spec.node_labels) or {
                 "micado.eu/node_type": op.group, "micado.eu/app": op.app_id},
             "cloud_node_operation": op.op_id,
@@ -408,6 +510,7 @@ class AnsibleNodeActuator:
             if state is not None:
                 state.last_event, state.last_event_at = message, self._wall()
         try:
+            self.store.save_group_event(op.app_id, op.group, message)
             self.store.add_event(op.app_id, event_kind, text,
                                  {"target": op.group, "op_id": op.op_id, "runner_event": kind,
                                   "host": host or None, "task": task or None,
@@ -425,9 +528,12 @@ class AnsibleNodeActuator:
             reported = _result_of(job.stats)
             if reported.error is None:  # a failed run reports the group's VMs too
                 state.vms = reported.instances
+                self._save_vms(op, reported.instances)
             if job.cancel == "the controller is stopping":
                 return  # pending in the store: the next start runs it again
-            if job.fatal:
+            if job.detached:
+                event = self._finished_removal(job, state, status, error, reported)
+            elif job.fatal:
                 self._results[op.op_id] = NodeResult(None, error)
             elif job.cancel is not None:  # past the maximum provisioning time
                 self._results[op.op_id] = NodeResult(None, job.cancel)
@@ -442,24 +548,50 @@ class AnsibleNodeActuator:
                 else:
                     self._back_off(state, result.error)
             else:
-                reason = error or job.failure or f"the playbook ended {status}"
-                delay = self._back_off(state, reason)
-                if state.waiting is None:  # retried after the backoff unless superseded
-                    job.attempt += 1
-                    state.waiting = job
-                else:
-                    self._results[op.op_id] = _superseded(state.waiting.op.op_id, reason)
-                event = ("action_failed",
-                         f"node group {op.group}: operation {op.op_id} attempt "
-                         f"{job.attempt - (state.waiting is job)} failed: {reason}; "
-                         f"backing off {delay:g} s")
+                event = self._retry(job, state, error or job.failure
+                                    or f"the playbook ended {status}")
         if event is not None:
             try:
                 self.store.add_event(op.app_id, event[0], event[1],
-                                     {"target": op.group, "op_id": op.op_id})
+                                     {"target": op.group,
+                                      "op_id": None if job.detached else op.op_id})
             except Exception:
                 log.exception("could not record the failure of operation %s", op.op_id)
         self._pump()
+
+    def _retry(self, job: _Job, state: _GroupState, reason: str) -> tuple[str, str]:
+        """After a failed run: back off, then run it again unless a newer one waits."""
+        op = job.op
+        delay = self._back_off(state, reason)
+        if state.waiting is None:  # retried after the backoff unless superseded
+            job.attempt += 1
+            state.waiting = job
+        elif not job.detached:
+            self._results[op.op_id] = _superseded(state.waiting.op.op_id, reason)
+        what = "operation " + str(op.op_id) if not job.detached else "removal"
+        return ("action_failed", f"node group {op.group}: {what} attempt "
+                                 f"{job.attempt - (state.waiting is job)} failed: {reason}; "
+                                 f"backing off {delay:g} s")
+
+    def _finished_removal(self, job: _Job, state: _GroupState, status: str,
+                          error: str | None, reported: NodeResult) -> tuple[str, str]:
+        """A deleted app's group: forgotten once its VMs are gone, else tried again."""
+        op = job.op
+        if error is None and status == "successful" and reported.nodes == 0:
+            state.failures, state.backoff_until, state.backoff_reason = 0, 0.0, None
+            self.store.forget_node_group(op.app_id, op.group)
+            return ("action", f"node group {op.group}: its VMs are removed (the app is "
+                              "deleted)")
+        if job.fatal:
+            return ("action_failed", f"node group {op.group}: removal failed: {error}")
+        return self._retry(job, state, error or reported.error or job.failure
+                           or f"the playbook ended {status}")
+
+    def _save_vms(self, op: Operation, vms: list[dict[str, Any]]) -> None:
+        try:
+            self.store.save_group_vms(op.app_id, op.group, vms)
+        except Exception:
+            log.exception("could not record the VMs of group %s", op.group)
 
     def _back_off(self, state: _GroupState, reason: str) -> float:
         cfg = self.config
@@ -497,6 +629,44 @@ def _kill_tree(marker: str) -> None:
             process.kill()
         except psutil.Error:
             continue
+
+
+def _kill_leftover_runs(data_dir: str) -> int:
+    """Kill ansible-playbook processes of runs under `data_dir` that no process of ours
+    started: a killed controller's runs, which would race with their resumption."""
+    mine = {p.pid for p in psutil.Process().children(recursive=True)}
+    killed = 0
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            cmdline = process.info.get("cmdline") or []
+            if process.pid in mine or not any(data_dir in part for part in cmdline):
+                continue
+            tree = [process, *process.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for each in reversed(tree):
+            try:
+                each.kill()
+                killed += 1
+            except psutil.Error:
+                continue
+    if killed:
+        log.warning("killed %d processes of runs left by a previous controller", killed)
+    return killed
+
+
+def location(spec: NodeGroup) -> str:
+    """Where a group's VMs live: one list run per location."""
+    where = spec.properties.get("region_name") or ""
+    return f"{spec.cloud}-{where}-{spec.endpoint or 'default'}"
+
+
+def group_from_spec(app_id: str, spec: dict[str, Any]) -> NodeGroup | None:
+    """A stored plan's node group entry as a NodeGroup (None if it does not read back)."""
+    try:
+        return plan_from_dict({"app_id": app_id, "node_groups": [spec]}).node_groups[0]
+    except (KeyError, TypeError, IndexError):
+        return None
 
 
 def _superseded(by: int, why: str | None = None) -> NodeResult:

@@ -45,6 +45,9 @@ class NodeActuator(Protocol):
     def groups(self, app_id: str) -> list[dict[str, Any]]:
         """Per node group of the app: the operation in flight, the last runner event, backoff."""
 
+    def remove_group(self, app_id: str, group: str, spec: NodeGroup) -> None:
+        """Remove every VM of a deleted app's group (no operation: they went with the app)."""
+
     def close(self) -> None:
         """Stop at shutdown: cancel what runs; its operations stay pending for the next start."""
 
@@ -67,6 +70,9 @@ class UnconfiguredNodeActuator:
 
     def groups(self, app_id: str) -> list[dict[str, Any]]:
         return []
+
+    def remove_group(self, app_id: str, group: str, spec: NodeGroup) -> None:
+        return None
 
     def close(self) -> None:
         return None

@@ -1,6 +1,8 @@
 """The optional scaling properties this project adds to MiCADO's policy type, checked.
 
 Their defaults reproduce MiCADO: no cooldowns, unlimited steps, no schedule, act for real;
+`node_unreachable_timeout` (node groups; 10 min when absent) is how long a group's Node may
+stay NotReady before the reconciliation replaces it;
 `on_missing_data: hold` holds only when Prometheus could not answer a query the rule reads (a
 query answered with no series gives the rule None, as in MiCADO).
 """
@@ -84,6 +86,14 @@ def policy_options(properties: dict[str, Any], path: Path, problems: Problems,
             else:
                 problems.error((*path, key), "must be a whole number >= 1")
     options["schedule"] = _schedule(properties.get("schedule"), (*path, "schedule"), problems)
+    if properties.get("node_unreachable_timeout") is not None:
+        seconds = parse_duration(properties["node_unreachable_timeout"])
+        if not seconds:
+            problems.error((*path, "node_unreachable_timeout"),
+                           f"{properties['node_unreachable_timeout']!r} is not a duration above "
+                           "0 (seconds, or like 90s, 10m)")
+        else:
+            options["node_unreachable_timeout"] = seconds
     return options
 
 

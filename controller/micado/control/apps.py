@@ -37,7 +37,7 @@ from micado.actuators.nodes import NodeActuator
 from micado.adt import AdtError, CompiledApp, compile_adt
 from micado.adt.errors import Problem, format_path
 from micado.adt.k8s.labels import INSTANCE
-from micado.adt.model import Plan
+from micado.adt.model import Plan, plan_from_dict
 from micado.control.dryrun import offline_summary
 from micado.control.loop import OK, ControlLoop, operation_seq, scaled_objects
 from micado.control.store import App, ObjectClaimed, ObjectKey, Store
@@ -459,15 +459,17 @@ class AppManager:
         if app.plan.get("shared", {}).get("alerts"):
             RuleFiles.reload(self.prometheus.url)
         notes = []
-        for group in app.plan.get("node_groups", []):
-            message = f"node group {group['name']} -> 0"
+        groups = plan_from_dict(app.plan).node_groups
+        for group in groups:
+            message = f"node group {group.name} -> 0"
             if not self.nodes.configured:
                 message += f": {getattr(self.nodes, 'reason', 'not carried out')}"
-            else:  # the operations go with the app: nothing would carry this one out
-                message += (f": not carried out at deletion yet; delete its VMs (tag "
-                            f"micado.eu/app={app_id}) in the cloud")
+            else:  # the store keeps the group (removing) until its VMs are gone
+                message += ": its VMs are being removed (drained first)"
             notes.append(message)
         self.store.delete_app(app_id)
+        for group in groups:
+            self.nodes.remove_group(app_id, group.name, group)
         self.store.add_event(app_id, "deleted",
                              f"app {app_id} deleted: {len(deleted)} objects"
                              + "".join(f"; {n}" for n in notes),

@@ -77,6 +77,7 @@ class NodesConfig:
     ready_timeout: int = 600
     drain_timeout: int = 300
     keep_runs: int = 5  # private data dirs kept per group (the newest), artefacts included
+    reconcile_seconds: float = 300.0  # the cloud is listed and reconciled this often
 
 
 @dataclass(frozen=True)
@@ -339,6 +340,7 @@ def _read_nodes(data: Any, kubeconfig: Path | None, paths: _Check,
         "ready_timeout": _number(1, 86400, integer=True),
         "drain_timeout": _number(1, 86400, integer=True),
         "keep_runs": _number(1, 1000, integer=True),
+        "reconcile_seconds": _number(1, 86400),
     }, problems)
     if not isinstance(data, dict):
         return None

@@ -27,6 +27,7 @@ from micado.api.rest import create_api
 from micado.control.apps import AppManager
 from micado.control.config import ControllerConfig
 from micado.control.loop import ControlLoop
+from micado.control.node_reconciler import NodeReconciler
 from micado.control.store import Store, StoreError
 from micado.control.telemetry import Telemetry
 from micado.sources.prometheus import PrometheusSource, RuleFiles, ScrapeTargets
@@ -74,9 +75,11 @@ def run(config: ControllerConfig) -> int:
     prometheus = PrometheusSource(config.prometheus.url, config.prometheus.timeout)
     telemetry = Telemetry()
     nodes: NodeActuator = UnconfiguredNodeActuator()
+    runner: AnsibleNodeActuator | None = None
     if config.nodes is not None:
         try:
-            nodes = AnsibleNodeActuator(config.nodes, store, Path(config.state).parent)
+            nodes = runner = AnsibleNodeActuator(config.nodes, store,
+                                                 Path(config.state).parent)
         except OSError as exc:
             log.error("node actuator: cannot create its data directory: %s", exc)
             store.close()
@@ -84,11 +87,15 @@ def run(config: ControllerConfig) -> int:
         log.info("node groups are run by ansible-runner (playbook %s)", config.nodes.playbook)
     loop = ControlLoop(store, prometheus, cluster, nodes, telemetry,
                        default_tick=config.tick_seconds, rule_timeout=config.rule_timeout)
+    reconciler = None
+    if runner is not None and config.nodes is not None:
+        reconciler = NodeReconciler(store, cluster, runner, loop,
+                                    cloud_every=config.nodes.reconcile_seconds)
     manager = AppManager(store, cluster, prometheus, RuleFiles(config.prometheus.rules_dir),
                          ScrapeTargets(config.prometheus.targets_dir), nodes, loop,
                          default_tick=config.tick_seconds)
     try:
-        return asyncio.run(_serve(config, token, store, manager, loop, telemetry))
+        return asyncio.run(_serve(config, token, store, manager, loop, telemetry, reconciler))
     finally:
         nodes.close()  # cancels the runs in progress; their operations stay pending
         store.close()
@@ -98,7 +105,8 @@ def run(config: ControllerConfig) -> int:
 
 
 async def _serve(config: ControllerConfig, token: str, store: Store, manager: AppManager,
-                 loop: ControlLoop, telemetry: Telemetry) -> int:
+                 loop: ControlLoop, telemetry: Telemetry,
+                 reconciler: NodeReconciler | None) -> int:
     stop = asyncio.Event()
     aloop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -116,6 +124,9 @@ async def _serve(config: ControllerConfig, token: str, store: Store, manager: Ap
             RETENTION_SECONDS, lambda: store.prune_events(
                 config.events.max_age_days * 86400, config.events.max_rows), stop)),
     }
+    if reconciler is not None:  # at once (the cloud listed), then every few seconds
+        tasks["nodes"] = asyncio.create_task(_every(RECONCILE_SECONDS, reconciler.run, stop,
+                                                    first=True))
     log.info("controller listening on http://%s:%s (state %s, Prometheus %s)",
              config.listen_host, config.listen_port, config.state, config.prometheus.url)
     stop_task = asyncio.create_task(stop.wait())
@@ -146,11 +157,15 @@ async def _guard(serving: object) -> None:
         raise RuntimeError(f"the API server could not start (exit {exc.code})") from None
 
 
-async def _every(seconds: float, job: object, stop: asyncio.Event) -> None:
-    """Run a blocking `job` in a thread every `seconds` until `stop` (errors logged)."""
+async def _every(seconds: float, job: object, stop: asyncio.Event, *,
+                 first: bool = False) -> None:
+    """Run a blocking `job` in a thread every `seconds` until `stop` (errors logged); at
+    once too when `first`."""
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=seconds)
+        if not first:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=seconds)
+        first = False
         if stop.is_set():
             return
         try:

@@ -536,7 +536,9 @@ class ControlLoop:
 
     def _record_node_operation(self, rt: AppRuntime, group: str, desired: int,
                                events: list[tuple[str, str, Any]]) -> int:
-        seq = rt.seqs.get(group, 0) + 1
+        # the reconciliation records operations too: the store has the latest sequence
+        latest = self.store.latest_operations(rt.app_id).get(group)
+        seq = max(rt.seqs.get(group, 0), operation_seq(latest)) + 1
         op_id = self.record_operation(rt.app_id, group, "resize", desired, seq)
         rt.seqs[group] = seq
         rt.group_targets[group] = desired

@@ -108,6 +108,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX app_objects_app ON app_objects (app_id)",
     ),
+    # 4: the node groups whose VMs this controller made, with the spec to reach their cloud.
+    # No foreign key: a group outlives its app until its VMs are gone (`removing`), so a crash
+    # between deleting an app and deleting its VMs never leaks them. `vms`: the group's VMs as
+    # the last run or listing saw them (for `micado status`, across restarts).
+    (
+        """CREATE TABLE node_groups (
+            app_id TEXT NOT NULL,
+            grp TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            removing INTEGER NOT NULL DEFAULT 0,
+            vms TEXT,
+            vms_at REAL,
+            last_event TEXT,
+            last_event_at REAL,
+            PRIMARY KEY (app_id, grp)
+        )""",
+        # groups of apps stored before this migration
+        """INSERT INTO node_groups (app_id, grp, spec)
+           SELECT apps.app_id, json_extract(g.value, '$.name'), g.value
+           FROM apps, json_each(apps.plan, '$.node_groups') AS g""",
+    ),
 )
 
 
@@ -185,6 +206,21 @@ class Operation:
     @property
     def pending(self) -> bool:
         return self.finished_at is None
+
+
+@dataclass(frozen=True)
+class NodeGroupRecord:
+    """A node group this controller makes VMs for; `removing`: its app or the group was
+    deleted, its VMs must go (the record goes once they have)."""
+
+    app_id: str
+    group: str
+    spec: dict[str, Any]
+    removing: bool
+    vms: list[dict[str, Any]] | None
+    vms_at: float | None
+    last_event: str | None
+    last_event_at: float | None
 
 
 @dataclass(frozen=True)
@@ -347,6 +383,19 @@ class Store:
                 (app_id, adt_source, params_s, plan_s, status, now, now, tick_seconds),
             )
             self._insert_claims(c, app_id, claim)
+            self._record_node_groups(c, app_id, plan_dict.get("node_groups") or [])
+
+    @staticmethod
+    def _record_node_groups(c: sqlite3.Connection, app_id: str, groups: list[Any]) -> None:
+        """The app's node groups as its plan has them; groups that left it are removing."""
+        specs = {g["name"]: g for g in groups if isinstance(g, dict) and g.get("name")}
+        c.executemany(
+            """INSERT INTO node_groups (app_id, grp, spec) VALUES (?, ?, ?)
+               ON CONFLICT (app_id, grp) DO UPDATE SET spec = excluded.spec, removing = 0""",
+            [(app_id, name, _to_json(spec, "node group")) for name, spec in specs.items()])
+        rows = c.execute("SELECT grp FROM node_groups WHERE app_id = ?", (app_id,)).fetchall()
+        c.executemany("UPDATE node_groups SET removing = 1 WHERE app_id = ? AND grp = ?",
+                      [(app_id, r[0]) for r in rows if r[0] not in specs])
 
     @staticmethod
     def _check_claims(c: sqlite3.Connection, app_id: str, keys: Sequence[ObjectKey]) -> None:
@@ -398,8 +447,10 @@ class Store:
                 raise KeyError(f"no app {app_id!r}")
 
     def delete_app(self, app_id: str) -> bool:
-        """Delete an app with its target state, userdata and operations; False if absent."""
+        """Delete an app with its target state, userdata and operations; False if absent.
+        Its node groups stay, marked removing, until their VMs are gone."""
         with self._tx() as c:
+            c.execute("UPDATE node_groups SET removing = 1 WHERE app_id = ?", (app_id,))
             return c.execute("DELETE FROM apps WHERE app_id = ?", (app_id,)).rowcount > 0
 
     # -- the Kubernetes objects of an app -----------------------------------------------------
@@ -650,6 +701,40 @@ class Store:
         """``app_id: (status, version)`` of every app: a cheap way to notice changes."""
         return {r[0]: (r[1], r[2])
                 for r in self._read("SELECT app_id, status, version FROM apps")}
+
+    # -- node groups and their VMs ------------------------------------------------------------
+
+    _GROUP_COLS = "app_id, grp, spec, removing, vms, vms_at, last_event, last_event_at"
+
+    def node_groups(self, app_id: str | None = None) -> list[NodeGroupRecord]:
+        """The node groups this controller makes VMs for (removing ones too), by app, group."""
+        sql = f"SELECT {self._GROUP_COLS} FROM node_groups"
+        args: tuple[Any, ...] = ()
+        if app_id is not None:
+            sql += " WHERE app_id = ?"
+            args = (app_id,)
+        return [NodeGroupRecord(r[0], r[1], json.loads(r[2]), bool(r[3]), _from_json(r[4]),
+                                *r[5:]) for r in self._read(sql + " ORDER BY app_id, grp", args)]
+
+    def save_group_vms(self, app_id: str, group: str, vms: list[dict[str, Any]]) -> None:
+        """The group's VMs as a run or a listing just saw them (no-op for an unknown group)."""
+        vms_s = _to_json(vms, "VMs")
+        with self._tx() as c:
+            c.execute("UPDATE node_groups SET vms = ?, vms_at = ? WHERE app_id = ? AND grp = ?",
+                      (vms_s, self._clock(), app_id, group))
+
+    def save_group_event(self, app_id: str, group: str, text: str) -> None:
+        """The group's last runner event, for `micado status` after a restart too."""
+        with self._tx() as c:
+            c.execute("UPDATE node_groups SET last_event = ?, last_event_at = ? "
+                      "WHERE app_id = ? AND grp = ?", (text, self._clock(), app_id, group))
+
+    def forget_node_group(self, app_id: str, group: str) -> bool:
+        """Drop a removing group whose VMs are gone; False if it is not (or no longer)
+        removing: its app was submitted again meanwhile."""
+        with self._tx() as c:
+            return c.execute("DELETE FROM node_groups WHERE app_id = ? AND grp = ? "
+                             "AND removing = 1", (app_id, group)).rowcount > 0
 
     # -- events -------------------------------------------------------------------------------
 

@@ -54,6 +54,11 @@ def test_all_options() -> None:
                                      "min_instances": 3}]}
 
 
+def test_node_unreachable_timeout_is_a_duration_absent_by_default() -> None:
+    assert _options("          node_unreachable_timeout: 2m\n")["node_unreachable_timeout"] == 120
+    assert "node_unreachable_timeout" not in _options("")  # the reconciliation's 10 min
+
+
 @pytest.mark.parametrize("mode", ["hold", "evaluate", "hold_on_no_series"])
 def test_every_missing_data_mode_compiles(mode: str) -> None:
     assert _options(f"          on_missing_data: {mode}\n")["on_missing_data"] == mode
@@ -66,6 +71,10 @@ def test_every_missing_data_mode_compiles(mode: str) -> None:
     ("          on_missing_data: guess\n", "properties.on_missing_data: must be one of hold, "
                                            "evaluate, hold_on_no_series"),
     ("          dry_run: perhaps\n", "properties.dry_run: must be true or false"),
+    ("          node_unreachable_timeout: 0\n",
+     "properties.node_unreachable_timeout: 0 is not a duration above 0"),
+    ("          node_unreachable_timeout: soon\n",
+     "properties.node_unreachable_timeout: 'soon' is not a duration above 0"),
     ("          schedule: [{cron: '0 25 * * *', duration: 1h, min_instances: 2}]\n",
      "properties.schedule[0].cron: hour '25' must be within 0-23"),
     ("          schedule: [{cron: '0 8 * * *', min_instances: 2}]\n",
