@@ -1,9 +1,15 @@
 """`ansible-playbook playbooks/site.yml` on the multi-host test bed (systemd-nspawn hosts on a
 bridge, real SSH, a local apt repository), then what a user would check by hand.
 
-The only test-only settings are `k3s_server_start: false` / `k3s_agent_start: false` (no k3s
-binary can be had here; everything up to starting it runs), the test's gateway password and the
-wheelhouse the controller is installed from (the hosts have no internet).
+k3s cannot be built here (README, "Real Kubernetes for tests"), so the master runs the upstream
+control plane (tests/testbed/kube.py: etcd, kube-apiserver with RBAC, controller manager,
+scheduler, kwok keeping Nodes named like the bed's hosts Ready) at k3s's port, and the inventory
+says so: `k3s_server_existing_api: true` with `k3s_server_start: false` (the roles set the
+controller's and Prometheus' identities up through that API server). The workers run the
+k3s_agent role for real with a stand-in binary (tests/testbed/fake_k3s: ready for systemd, the
+kubelet port on loopback), so that upgrade.yml has binaries to compare and nodes to drain. Other
+test-only settings: the gateway password and the wheelhouse the controller is installed from
+(the hosts have no internet).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +38,7 @@ import yaml
 from conftest import REPO, prerequisite
 from testbed.bed import TestBed
 from testbed.fixture import testbed  # noqa: F401 - the session fixture
+from testbed.kube import BedCluster, bed_cluster, fake_k3s, node_events, sha256  # noqa: F401
 from wheelhouse import build_wheelhouse
 
 pytestmark = pytest.mark.integration
@@ -62,9 +70,10 @@ class Run:
         return tasks
 
 
-def make_inventory(bed: TestBed, root: Path, wheelhouse: Path | None) -> Path:
+def make_inventory(bed: TestBed, root: Path, wheelhouse: Path | None,
+                   extra: dict[str, Any] | None = None) -> Path:
     """The bed's hosts with the example inventory's group_vars and the test's overrides
-    (no wheelhouse: the controller role's default install)."""
+    (no wheelhouse: the controller role's default install), then `extra`."""
     inventory = root / "inventory"
     shutil.rmtree(inventory, ignore_errors=True)
     group_vars = inventory / "group_vars" / "all"
@@ -81,6 +90,7 @@ def make_inventory(bed: TestBed, root: Path, wheelhouse: Path | None) -> Path:
     }
     if wheelhouse is not None:
         overrides["controller_wheelhouse"] = str(wheelhouse)
+    overrides |= extra or {}
     (group_vars / "zz_testbed.yml").write_text(yaml.safe_dump(overrides, sort_keys=True))
     (root / "artefacts").mkdir(exist_ok=True)
     return inventory
@@ -106,13 +116,17 @@ def playbook(inventory: Path, name: str, *args: str, collections: Path | None = 
 
 
 @pytest.fixture(scope="module")
-def deployed(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory,  # noqa: F811
-             ) -> Iterator[dict[str, Any]]:
+def deployed(testbed: TestBed, bed_cluster: BedCluster,  # noqa: F811
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """site.yml run twice and in check mode; the runs and the inventory."""
     prerequisite(shutil.which("ansible-playbook", path=str(Path(sys.executable).parent))
                  is not None, "ansible-playbook in the venv (pip install ansible)")
     root = tmp_path_factory.mktemp("site")
-    inventory = make_inventory(testbed, root, build_wheelhouse())
+    agent = fake_k3s("v1")
+    inventory = make_inventory(testbed, root, build_wheelhouse(), {
+        "k3s_server_existing_api": True, "k3s_agent_start": True,
+        "k3s_server_sha256": sha256(agent)})
+    shutil.copyfile(agent, root / "artefacts" / "k3s")
     first = playbook(inventory, "site.yml")
     (root / "first.log").write_text(first.output)
     print(first.output[-3500:])  # the slowest tasks (profile_tasks)
@@ -122,7 +136,7 @@ def deployed(testbed: TestBed, tmp_path_factory: pytest.TempPathFactory,  # noqa
     print(f"\nsite.yml on the 4-host test bed: first run {first.seconds:.1f} s, "
           f"second run {second.seconds:.1f} s, check mode {check.seconds:.1f} s")
     yield {"first": first, "second": second, "check": check, "inventory": inventory,
-           "bed": testbed}
+           "bed": testbed, "cluster": bed_cluster, "root": root}
 
 
 def ssh_hosts_of(bed: TestBed) -> dict[str, testinfra.host.Host]:
@@ -261,21 +275,177 @@ def test_the_firewall_drops_a_closed_port_and_allows_the_api_port_from_a_worker(
         return hosts[source].check_output("python3 -c %s %s %s", probe, ip, str(port)).strip()
 
     assert reach(9100) == "dropped"  # node exporter: only the master may scrape it
-    assert reach(6443) == "refused"  # the API port is allowed (k3s is not running here)
+    assert reach(6443) == "open"  # the API server on the master, allowed to cluster nodes
     assert reach(22) == "open"
     assert reach(443) == "open"
     assert reach(6443, source="edge1") == "dropped"  # edges are not cluster nodes
 
 
+HELLO_ADT = """tosca_definitions_version: tosca_simple_yaml_1_2
+imports:
+  - https://raw.githubusercontent.com/micado-scale/tosca/develop/micado_types.yaml
+topology_template:
+  node_templates:
+    hello:
+      type: tosca.nodes.MiCADO.Container.Application.Docker.Deployment
+      properties:
+        image: nginx:1.25
+"""
+# In the master's network namespace, as the admin: argv[1] kubeconfig, argv[2] app id.
+READY_NODES = """
+import json, sys
+from kubernetes import client, config
+api = client.CoreV1Api(config.new_client_from_config(config_file=sys.argv[1]))
+print(json.dumps({n.metadata.name: {c.type: c.status for c in n.status.conditions or []}
+                  for n in api.list_node().items}))
+"""
+APP_DEPLOYMENTS = """
+import json, sys
+from kubernetes import client, config
+api = client.AppsV1Api(config.new_client_from_config(config_file=sys.argv[1]))
+found = api.list_deployment_for_all_namespaces(
+    label_selector=f"app.kubernetes.io/instance={sys.argv[2]}").items
+print(json.dumps({d.metadata.name: d.status.ready_replicas or 0 for d in found}))
+"""
+
+
+def as_admin(cluster: BedCluster, script: str, *args: str) -> Any:
+    done = cluster.python(script, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_the_api_server_has_a_ready_node_per_host_named_as_k3s_names_it(
+        deployed: dict[str, Any]) -> None:
+    """The Nodes of the master and the workers (not the edge), Ready; site.yml's verification
+    checked the same through the controller's kubeconfig."""
+    nodes = as_admin(deployed["cluster"], READY_NODES)
+    assert sorted(nodes) == ["master", "worker1", "worker2"]
+    assert all(conditions.get("Ready") == "True" for conditions in nodes.values()), nodes
+    assert "Every master and worker is a Ready node" in deployed["first"].output
+
+
+def test_the_controller_deploys_an_adt_on_the_api_server_and_deletes_it(
+        deployed: dict[str, Any]) -> None:
+    """Through the gateway, as a user would: the controller, with the kubeconfig the
+    k3s_server role built from its ServiceAccount, creates the app's Deployment, which the
+    scheduler places on a worker and kwok runs; `stop` deletes it again."""
+    bed: TestBed = deployed["bed"]
+    cluster: BedCluster = deployed["cluster"]
+    ca_file = deployed["inventory"].parent / "ca.crt"
+    ca_file.write_text(bed.ssh("master", "cat /etc/micado/tls/ca.crt"))
+    base = f"https://{master_ip(bed)}/v1/apps"
+    headers = {"Authorization": f"Bearer {token(bed)}"}
+    submitted = requests.post(base, json={"adt": HELLO_ADT, "app_id": "site-hello"},
+                              headers=headers, verify=str(ca_file), timeout=120)
+    assert submitted.status_code == 201, submitted.text
+    deadline = time.monotonic() + 120
+    while as_admin(cluster, APP_DEPLOYMENTS, "site-hello") != {"hello": 1}:
+        assert time.monotonic() < deadline, as_admin(cluster, APP_DEPLOYMENTS, "site-hello")
+        time.sleep(2)
+    deleted = requests.delete(f"{base}/site-hello", headers=headers, verify=str(ca_file),
+                              timeout=120)
+    assert deleted.status_code == 200, deleted.text
+    deadline = time.monotonic() + 120
+    while as_admin(cluster, APP_DEPLOYMENTS, "site-hello"):
+        assert time.monotonic() < deadline
+        time.sleep(2)
+
+
+def test_prometheus_names_the_kubelet_targets_after_the_nodes(
+        hosts: dict[str, testinfra.host.Host], deployed: dict[str, Any]) -> None:
+    """Debian's Prometheus is built without Kubernetes discovery, so the kubelet jobs' targets
+    are the inventory's masters and workers: each `instance` is the Node's name on the API
+    server and MiCADO's `instance=~"NODE.*"` matches it. They are scraped through the API
+    server's node proxy with the token the monitoring role fetched from it; kwok serves no
+    kubelet, so they are down, with the proxy's error, never an authentication one."""
+    master = hosts["master"]
+    nodes = set(as_admin(deployed["cluster"], READY_NODES))
+
+    def prometheus(path: str) -> dict:
+        text = master.check_output(
+            "python3 -c \"import sys, urllib.request; print(urllib.request.urlopen("
+            "'http://127.0.0.1:9090' + sys.argv[1]).read().decode())\" %s", path)
+        return json.loads(text)["data"]
+
+    deadline = time.monotonic() + 90
+    while True:
+        targets = [t for t in prometheus("/api/v1/targets?state=active")["activeTargets"]
+                   if t["labels"]["job"] in ("kubelet-resource", "kubelet-cadvisor")]
+        if targets and all(t["health"] != "unknown" for t in targets):
+            break
+        assert time.monotonic() < deadline, targets
+        time.sleep(3)
+    for job in ("kubelet-resource", "kubelet-cadvisor"):
+        assert {t["labels"]["instance"] for t in targets if t["labels"]["job"] == job} == nodes
+    for target in targets:
+        error = target["lastError"]
+        assert not any(word in error for word in ("401", "403", "x509", "certificate")), error
+    query = 'up{job="kubelet-cadvisor",instance=~"worker.*"}'
+    found = prometheus(f"/api/v1/query?query={urllib.parse.quote(query)}")["result"]
+    assert sorted(r["metric"]["instance"] for r in found) == ["worker1", "worker2"]
+
+
+def upgrade_watched(deployed: dict[str, Any], name: str, *args: str,
+                    ) -> tuple[Run, list[tuple[str, bool]]]:
+    """upgrade.yml while a watch records every Node's spec.unschedulable; the run and the
+    changes, in order: (node, cordoned) each time a Node is seen cordoned or uncordoned."""
+    cluster: BedCluster = deployed["cluster"]
+    out = deployed["root"] / f"nodes-{name}.jsonl"
+    watcher = cluster.watch_nodes(out)
+    try:
+        deadline = time.monotonic() + 60
+        while len(node_events(out)) < len(cluster.nodes):  # the initial ADDED events
+            assert watcher.poll() is None and time.monotonic() < deadline, out.read_text()
+            time.sleep(0.2)
+        done = playbook(deployed["inventory"], "upgrade.yml", *args)
+        time.sleep(2)  # the last events reach the watch
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
+    state: dict[str, bool] = {}
+    changes = []
+    for event in node_events(out):
+        node, cordoned = event["name"], event["unschedulable"]
+        if state.get(node, False) != cordoned:  # any cordoned Node counts, even from the start
+            changes.append((node, cordoned))
+        state[node] = cordoned
+    return done, changes
+
+
+def installed_k3s(deployed: dict[str, Any]) -> dict[str, str]:
+    """Each worker's /usr/local/bin/k3s sha256."""
+    bed: TestBed = deployed["bed"]
+    return {h: bed.ssh(h, "sha256sum /usr/local/bin/k3s").split()[0]
+            for h in bed.groups["workers"]}
+
+
 def test_upgrade_to_the_same_version_changes_nothing(deployed: dict[str, Any]) -> None:
-    """upgrade.yml with the deployed version: servers one by one, workers in batches, no change
-    (draining needs the k3s API, which does not run here)."""
-    done = playbook(deployed["inventory"], "upgrade.yml")
+    """upgrade.yml with the deployed version: servers one by one, workers in batches, no change,
+    and no Node is ever cordoned (before the fix every worker was drained and uncordoned)."""
+    done, changes = upgrade_watched(deployed, "same")
     assert done.returncode == 0, done.output[-6000:]
     recap = done.recap()
     assert set(recap) == {"master", "worker1", "worker2"}
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), \
         "\n".join(done.changed_tasks())
+    assert changes == [], f"Nodes cordoned at the same version: {changes}"
+    assert set(installed_k3s(deployed).values()) == {sha256(fake_k3s("v1"))}
+
+
+def test_upgrade_to_a_new_binary_drains_one_worker_at_a_time(deployed: dict[str, Any]) -> None:
+    """A different k3s binary (and its sha256) in the artefact directory: each worker is
+    cordoned and drained, upgraded, uncordoned, one after the other (batches of 25% of two
+    workers: one); the master's Node is never touched. Then every binary is the new one."""
+    new = fake_k3s("v2")
+    shutil.copyfile(new, deployed["root"] / "artefacts" / "k3s")
+    done, changes = upgrade_watched(deployed, "new", "-e", f"k3s_server_sha256={sha256(new)}")
+    assert done.returncode == 0, done.output[-6000:]
+    assert changes == [("worker1", True), ("worker1", False),
+                       ("worker2", True), ("worker2", False)], changes
+    assert set(installed_k3s(deployed).values()) == {sha256(new)}
+    recap = done.recap()
+    assert recap["worker1"]["changed"] > 0 and recap["worker2"]["changed"] > 0
 
 
 def test_reset_removes_micado_and_keeps_ssh(deployed: dict[str, Any],

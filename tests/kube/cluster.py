@@ -90,6 +90,11 @@ class ControlPlane:
 
     root: Path
     bins: Path
+    # where etcd and the API server listen and what the API server advertises: loopback here,
+    # a test bed host's address when `wrap` runs the processes in that host's network namespace
+    host: str = "127.0.0.1"
+    wrap: tuple[str, ...] = ()  # a command prefix, e.g. ("ip", "netns", "exec", NAME)
+    api_bind: str = ""  # the API server's --bind-address; empty: `host` (0.0.0.0: every address)
     api_port: int = field(default_factory=free_port)
     etcd_port: int = field(default_factory=free_port)
     etcd_peer_port: int = field(default_factory=free_port)
@@ -104,7 +109,7 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.host}:{self.api_port}"
 
     @property
     def ca_file(self) -> Path:
@@ -118,7 +123,7 @@ class ControlPlane:
     def _start(self, name: str, *args: str) -> None:
         with (self.root / f"{name}.log").open("wb") as log:
             self.processes[name] = subprocess.Popen(
-                [str(self.bins / name), *args], stdout=log, stderr=subprocess.STDOUT,
+                [*self.wrap, str(self.bins / name), *args], stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, cwd=self.root, preexec_fn=_die_with_parent)
 
     def _alive(self) -> None:
@@ -156,8 +161,8 @@ class ControlPlane:
 
     def _start_all(self) -> None:
         self._write_credentials()
-        etcd_url = f"http://127.0.0.1:{self.etcd_port}"
-        peer_url = f"http://127.0.0.1:{self.etcd_peer_port}"
+        etcd_url = f"http://{self.host}:{self.etcd_port}"
+        peer_url = f"http://{self.host}:{self.etcd_peer_port}"
         self._start("etcd", "--name=test", f"--data-dir={self.root / 'etcd'}",
                     f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
                     f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
@@ -165,9 +170,9 @@ class ControlPlane:
         self._wait("etcd", lambda: _get(f"{etcd_url}/health"))
         self._start(
             "kube-apiserver",
-            f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1",
+            f"--etcd-servers={etcd_url}", f"--bind-address={self.api_bind or self.host}",
             # loopback may not be advertised through the endpoints reconciler: no reconciler
-            "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
+            f"--advertise-address={self.host}", "--endpoint-reconciler-type=none",
             f"--secure-port={self.api_port}",
             f"--cert-dir={self.root / 'pki'}", f"--token-auth-file={self.root / 'tokens.csv'}",
             "--authorization-mode=Node,RBAC", "--service-cluster-ip-range=10.96.0.0/24",
