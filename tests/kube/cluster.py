@@ -50,10 +50,15 @@ def bins_dir() -> Path:
     return Path(done.stdout.strip())
 
 
+def missing_bins(directory: Path) -> list[str]:
+    """What a finished build would have put in `directory` and is not there."""
+    return [name for name in ("SHA256SUMS", *BINARIES, KWOK_STAGES)
+            if not (directory / name).is_file()]
+
+
 def require_bins() -> Path:
     directory = bins_dir()
-    prerequisite((directory / "SHA256SUMS").is_file()
-                 and all((directory / name).is_file() for name in (*BINARIES, KWOK_STAGES)),
+    prerequisite(not missing_bins(directory),
                  f"the control-plane binaries in {directory} (build them: make cluster-bins)")
     return directory
 
@@ -119,9 +124,13 @@ class ControlPlane:
         with (self.root / f"{name}.log").open("wb") as log:
             self.processes[name] = subprocess.Popen(
                 [str(self.bins / name), *args], stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, cwd=self.root, preexec_fn=_die_with_parent)
+                stdin=subprocess.DEVNULL, cwd=self.root, preexec_fn=_die_with_parent,
+                # a process group of its own: a Ctrl-C reaches only our process, which then
+                # stops the cluster in order (etcd last)
+                process_group=0)
 
-    def _alive(self) -> None:
+    def check_alive(self) -> None:
+        """Raise with its log if a process of the cluster has exited."""
         for name, process in self.processes.items():
             if process.poll() is not None:
                 raise AssertionError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
@@ -199,7 +208,7 @@ class ControlPlane:
 
     def _wait(self, name: str, ready: Callable[[], object]) -> None:
         def check() -> bool:
-            self._alive()
+            self.check_alive()
             return bool(ready())
 
         if not wait_until(check, START_TIMEOUT, 0.2):
@@ -243,16 +252,20 @@ class KubeCluster:
     def add_node(self, node_type: str, app: str) -> str:
         """A Node that kwok manages (it becomes Ready), labelled as a MiCADO node group of `app`
         labels its nodes; its name."""
-        name = f"{node_type}-{uuid.uuid4().hex[:6]}"
-        client.CoreV1Api(self.admin()).create_node({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "annotations": {KWOK_NODE_ANNOTATION: "fake"},
-                         "labels": {NODE_TYPE: node_type, APP: app,
-                                    "kubernetes.io/hostname": name}},
-            "status": {"allocatable": {"cpu": "8", "memory": "16Gi", "pods": "50"},
-                       "capacity": {"cpu": "8", "memory": "16Gi", "pods": "50"}},
-        })
-        return name
+        return add_node(self.admin(), f"{node_type}-{uuid.uuid4().hex[:6]}",
+                        {NODE_TYPE: node_type, APP: app})
+
+
+def add_node(api: client.ApiClient, name: str, labels: dict[str, str]) -> str:
+    """Create a Node that kwok manages (it becomes Ready and runs pods) with these labels."""
+    client.CoreV1Api(api).create_node({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                     "labels": {**labels, "kubernetes.io/hostname": name}},
+        "status": {"allocatable": {"cpu": "8", "memory": "16Gi", "pods": "50"},
+                   "capacity": {"cpu": "8", "memory": "16Gi", "pods": "50"}},
+    })
+    return name
 
 
 @pytest.fixture(scope="session")
