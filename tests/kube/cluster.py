@@ -12,6 +12,7 @@ server is ready, the controllers hold no leases to wait for (leader election is 
 from __future__ import annotations
 
 import ctypes
+import os
 import secrets
 import signal
 import subprocess
@@ -65,8 +66,10 @@ def require_bins() -> Path:
 
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when pytest dies (a kill -9 of the run must not leave
-    an API server and etcd behind on a shared machine)."""
+    an API server and etcd behind on a shared machine), and a process group of its own, so that
+    a Ctrl-C reaches only its parent, which then stops the cluster in order (etcd last)."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.setpgid(0, 0)
 
 
 def _private(path: Path, text: str) -> Path:
@@ -124,16 +127,16 @@ class ControlPlane:
         with (self.root / f"{name}.log").open("wb") as log:
             self.processes[name] = subprocess.Popen(
                 [str(self.bins / name), *args], stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, cwd=self.root, preexec_fn=_die_with_parent,
-                # a process group of its own: a Ctrl-C reaches only our process, which then
-                # stops the cluster in order (etcd last)
-                process_group=0)
+                stdin=subprocess.DEVNULL, cwd=self.root, preexec_fn=_die_with_parent)
 
-    def check_alive(self) -> None:
-        """Raise with its log if a process of the cluster has exited."""
+    def _alive(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:
                 raise AssertionError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
+
+    def check_alive(self) -> None:
+        """Raise with its log if a process of the cluster has exited (`make cluster` polls)."""
+        self._alive()
 
     def log(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")[-6000:]
@@ -208,7 +211,7 @@ class ControlPlane:
 
     def _wait(self, name: str, ready: Callable[[], object]) -> None:
         def check() -> bool:
-            self.check_alive()
+            self._alive()
             return bool(ready())
 
         if not wait_until(check, START_TIMEOUT, 0.2):
