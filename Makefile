@@ -7,17 +7,20 @@ RUNTIME_STAMP := $(VENV)/.runtime-stamp
 EXAMPLES := $(wildcard examples/micado/*.yaml)
 DEMO_OUT ?= build/demo
 
-.PHONY: help venv runtime debian-packages test test-molecule test-site cluster-bins test-cluster lint demo bench bench-controller collection clean
+.PHONY: help venv runtime debian-packages test test-molecule test-site cluster-bins test-cluster cluster lint demo bench bench-controller collection clean
 
 help:
 	@echo "make demo   validate and render MiCADO's example ADTs"
 	@echo "make runtime  .venv with the micado command only (what make demo uses)"
 	@echo "make venv   .venv with micado and the test and lint tools (what make test uses)"
-	@echo "make test   set up what is needed and run the whole test suite"
+	@echo "make test   set up what is needed and run the whole test suite (scripts/run-tests:"
+	@echo "            the control plane builds in the background while the other tests run)"
 	@echo "make test-molecule  the collection's molecule scenarios only (podman; part of make test)"
 	@echo "make test-site      site.yml on the four-host test bed, one master and HA (part of make test)"
 	@echo "make cluster-bins   build (or reuse) kube-apiserver, etcd, kwok, ... from the Go module proxy"
-	@echo "make test-cluster   the tests on that real control plane (not part of make test yet)"
+	@echo "make test-cluster   only the tests on that real control plane (part of make test)"
+	@echo "make cluster        that control plane on loopback with NODES=2 kwok nodes, to try an"
+	@echo "                    ADT without a cloud (foreground; Ctrl-C stops it)"
 	@echo "make lint   ruff, yamllint, ansible-lint (production profile), ansible-test sanity"
 	@echo "make bench  run the benchmarks (not part of make test)"
 	@echo "make collection  build/micado-core-<version>.tar.gz, the micado wheel inside"
@@ -49,8 +52,9 @@ $(STAMP): pyproject.toml | $(PY)
 debian-packages:
 	@scripts/ensure-debian-packages tests/debian-packages.txt
 
+# the non-cluster tests while the control plane builds (or is reused), then the cluster tests
 test: debian-packages venv
-	$(PY) -m pytest
+	PYTHON=$(PY) scripts/run-tests
 
 test-molecule: debian-packages venv
 	$(PY) -m pytest tests/role_scenarios
@@ -62,9 +66,14 @@ test-site: debian-packages venv
 cluster-bins:
 	scripts/build-cluster-bins
 
-# not part of `make test` yet: the cold build takes long (README, "Real Kubernetes for tests")
+# the cluster tests alone (make test runs them too, after the others)
 test-cluster: venv cluster-bins
-	$(PY) -m pytest -m cluster tests/kube
+	$(PY) -m pytest -m cluster
+
+# a real control plane to try an ADT on (README, "Real Kubernetes for tests")
+NODES ?= 2
+cluster: venv
+	$(PY) scripts/local-cluster --nodes $(NODES)
 
 # checks only: no tool may write to the tree (no --fix); the last step proves it
 lint: venv

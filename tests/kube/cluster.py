@@ -12,6 +12,7 @@ server is ready, the controllers hold no leases to wait for (leader election is 
 from __future__ import annotations
 
 import ctypes
+import os
 import secrets
 import signal
 import subprocess
@@ -50,18 +51,25 @@ def bins_dir() -> Path:
     return Path(done.stdout.strip())
 
 
+def missing_bins(directory: Path) -> list[str]:
+    """What a finished build would have put in `directory` and is not there."""
+    return [name for name in ("SHA256SUMS", *BINARIES, KWOK_STAGES)
+            if not (directory / name).is_file()]
+
+
 def require_bins() -> Path:
     directory = bins_dir()
-    prerequisite((directory / "SHA256SUMS").is_file()
-                 and all((directory / name).is_file() for name in (*BINARIES, KWOK_STAGES)),
+    prerequisite(not missing_bins(directory),
                  f"the control-plane binaries in {directory} (build them: make cluster-bins)")
     return directory
 
 
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when pytest dies (a kill -9 of the run must not leave
-    an API server and etcd behind on a shared machine)."""
+    an API server and etcd behind on a shared machine), and a process group of its own, so that
+    a Ctrl-C reaches only its parent, which then stops the cluster in order (etcd last)."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.setpgid(0, 0)
 
 
 def _private(path: Path, text: str) -> Path:
@@ -130,6 +138,10 @@ class ControlPlane:
         for name, process in self.processes.items():
             if process.poll() is not None:
                 raise AssertionError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
+
+    def check_alive(self) -> None:
+        """Raise with its log if a process of the cluster has exited (`make cluster` polls)."""
+        self._alive()
 
     def log(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")[-6000:]
@@ -250,16 +262,20 @@ class KubeCluster:
     def add_node(self, node_type: str, app: str) -> str:
         """A Node that kwok manages (it becomes Ready), labelled as a MiCADO node group of `app`
         labels its nodes; its name."""
-        name = f"{node_type}-{uuid.uuid4().hex[:6]}"
-        client.CoreV1Api(self.admin()).create_node({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "annotations": {KWOK_NODE_ANNOTATION: "fake"},
-                         "labels": {NODE_TYPE: node_type, APP: app,
-                                    "kubernetes.io/hostname": name}},
-            "status": {"allocatable": {"cpu": "8", "memory": "16Gi", "pods": "50"},
-                       "capacity": {"cpu": "8", "memory": "16Gi", "pods": "50"}},
-        })
-        return name
+        return add_node(self.admin(), f"{node_type}-{uuid.uuid4().hex[:6]}",
+                        {NODE_TYPE: node_type, APP: app})
+
+
+def add_node(api: client.ApiClient, name: str, labels: dict[str, str]) -> str:
+    """Create a Node that kwok manages (it becomes Ready and runs pods) with these labels."""
+    client.CoreV1Api(api).create_node({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                     "labels": {**labels, "kubernetes.io/hostname": name}},
+        "status": {"allocatable": {"cpu": "8", "memory": "16Gi", "pods": "50"},
+                   "capacity": {"cpu": "8", "memory": "16Gi", "pods": "50"}},
+    })
+    return name
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """scripts/build-cluster-bins: its cache is keyed by the pinned versions and trusted only while
-the SHA256SUMS manifest matches. These run in `make test` (seconds, nothing is built)."""
+the SHA256SUMS manifest matches. These run before the cluster tests (seconds, nothing is
+built)."""
 
 from __future__ import annotations
 
@@ -87,11 +88,11 @@ def make_dry_run(target: str, tmp_path: Path) -> str:
 
 def test_make_test_cluster_builds_then_runs_only_the_cluster_tests(tmp_path: Path) -> None:
     commands = make_dry_run("test-cluster", tmp_path)
-    assert commands.index("scripts/build-cluster-bins") < commands.index("-m cluster tests/kube")
+    assert commands.index("scripts/build-cluster-bins") < commands.index("pytest -m cluster")
 
 
-def test_make_test_does_not_build_the_cluster_yet(tmp_path: Path) -> None:
-    """The lead decides when the cold build joins CI (README, "Real Kubernetes for tests")."""
+def test_make_test_runs_the_suite_through_run_tests(tmp_path: Path) -> None:
+    """scripts/run-tests builds the control plane and runs the cluster tests too
+    (tests/kube/test_run_tests.py)."""
     commands = make_dry_run("test", tmp_path)
-    assert "build-cluster-bins" not in commands
-    assert "-m cluster" not in commands
+    assert f"PYTHON={tmp_path / 'venv' / 'bin' / 'python'} scripts/run-tests" in commands
