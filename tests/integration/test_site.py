@@ -41,7 +41,8 @@ from testbed.fixture import testbed  # noqa: F401 - the session fixture
 from testbed.kube import BedCluster, bed_cluster, fake_k3s, node_events, sha256  # noqa: F401
 from wheelhouse import build_wheelhouse
 
-pytestmark = pytest.mark.integration
+# cluster: it needs the control-plane binaries (make test runs it after their build)
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 GATEWAY_USER = "admin"
 GATEWAY_PASSWORD = "correct-horse-battery-staple"  # the test inventory's, not a default

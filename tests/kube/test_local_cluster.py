@@ -16,7 +16,7 @@ from kubernetes import client, config
 from conftest import REPO
 from integration.prometheus_fixture import wait_until
 from kube.cluster import require_bins
-from micado.config import load_config
+from micado.control.config import load_config
 
 LOCAL_CLUSTER = REPO / "scripts" / "local-cluster"
 START_TIMEOUT = 400.0  # build check, control plane, the role's templates through Ansible, nodes
