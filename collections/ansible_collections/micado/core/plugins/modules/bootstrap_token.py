@@ -19,7 +19,7 @@ description:
     creates it, so it would need C(get) on every Secret of C(kube-system) (the cluster's own
     credentials); this module needs only C(create) there, which the micado controller's role
     grants (micado.core.k3s_server).
-  - Not idempotent by design: every run makes a new token, which the cluster deletes once it has
+  - Not idempotent by design; every run makes a new token, which the cluster deletes once it has
     expired (the controller manager's tokencleaner).
   - Uses the kubernetes Python client (what kubernetes.core needs too) and any kubeconfig it
     reads.
@@ -105,7 +105,7 @@ EXTRA_GROUP_PREFIX = "system:bootstrappers:"
 
 
 def made_up(length: int) -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+    return "".join(secrets.choice(ALPHABET) for position in range(length))
 
 
 def token_secret(token_id: str, secret: str, expiration: str, description: str,

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Pack the collections the node actuator's playbook needs into one deterministic tar.gz.
 
 Runs on the control node (the master may have no internet and no Galaxy): the collections
