@@ -43,3 +43,11 @@ def examples_dir() -> Path:
 # test module instead, every module got its own fixture and so its own cluster, all of them kept
 # running until the session ended.
 pytest_plugins = ["kube.cluster"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the OpenStack services `openstack`: make test runs them in a
+    pytest of their own beside the others (they mostly wait for Nova and ansible-runner)."""
+    for item in items:
+        if "openstack_cloud" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.openstack)
