@@ -57,6 +57,7 @@ REGION = "RegionOne"
 COMPUTE_HOST = "micado-fake-compute"
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 15.0
+DB_BUSY_SECONDS = 120
 # the APIs, their WSGI entry modules, the OS_*_CONFIG_DIR variable each one reads and the
 # files it reads there (OS_*_CONFIG_FILES; else Neutron also wants plugins/ml2/ml2_conf.ini;
 # Nova's WSGI app takes its paste pipeline from the first file, so api-paste.ini goes first)
@@ -140,7 +141,10 @@ class OpenStackCloud:
         return f"{self.url('keystone')}/v3"
 
     def db(self, name: str) -> str:
-        return f"sqlite:///{self.root / 'db' / name}.sqlite"
+        """A service's database URL. Several processes write to each file (Nova's API,
+        conductor and scheduler): a writer waits up to DB_BUSY_SECONDS for the lock, where
+        SQLite's default 5 s made builds fail with "database is locked" on a loaded machine."""
+        return f"sqlite:///{self.root / 'db' / name}.sqlite?timeout={DB_BUSY_SECONDS}"
 
     def connect(self, cloud: str = "project") -> Any:
         """An openstacksdk connection as `cloud` (`admin` or `project`) of the clouds.yaml."""
