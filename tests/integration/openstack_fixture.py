@@ -53,6 +53,8 @@ from integration.prometheus_fixture import free_port, wait_until
 
 RABBITMQ = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 WSGI_DIR = Path(__file__).resolve().parent / "openstack"
+# sitecustomize.py there: SQLite transactions begin IMMEDIATE (see that file for why)
+SITE_DIR = WSGI_DIR / "site"
 REGION = "RegionOne"
 COMPUTE_HOST = "micado-fake-compute"
 START_TIMEOUT = 180.0
@@ -201,7 +203,7 @@ class OpenStackCloud:
         log = self.logs / f"{name}.log"
         with log.open("ab") as out:
             done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False,
-                                  env={**os.environ, **(env or {})}, timeout=START_TIMEOUT)
+                                  env=service_env(env), timeout=START_TIMEOUT)
         if done.returncode != 0:
             raise OpenStackError(f"{' '.join(argv[:3])} failed:\n{self.tail(log)}")
 
@@ -217,7 +219,7 @@ class OpenStackCloud:
         out = (self.logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, **(env or {})}, cwd=self.root)
+            env=service_env(env), cwd=self.root)
         out.close()
 
     @staticmethod
@@ -515,6 +517,11 @@ class OpenStackCloud:
 
     def summary(self) -> str:
         return json.dumps({k: round(v, 1) for k, v in self.timings.items() if k != "_t0"})
+
+
+def service_env(extra: dict[str, str] | None) -> dict[str, str]:
+    """The environment of a service process: ours, SITE_DIR first on its path, and `extra`."""
+    return {**os.environ, "PYTHONPATH": str(SITE_DIR), **(extra or {})}
 
 
 def wal(path: Path) -> None:
