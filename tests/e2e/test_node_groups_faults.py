@@ -78,7 +78,7 @@ def run_scenario(daemon: Daemon, tmp_path: Path, proxy: FaultProxy, fault: Fault
     started = daemon.cli("start", str(adt), "--id", "vms")
     assert started.returncode == 0, started.stderr
 
-    failed = wait_for(lambda: daemon.events("action_failed"), 180, "the first failed run")
+    failed = wait_for(lambda: daemon.events("action_failed"), 600, "the first failed run")
     message = failed[0]["message"]
     assert message.startswith("node group worker-node: operation "), message
     assert "EC2 did not start worker-node-vms-1" in message, message
@@ -91,7 +91,7 @@ def run_scenario(daemon: Daemon, tmp_path: Path, proxy: FaultProxy, fault: Fault
 
     # the cloud is back: after the backoff the same operation runs again and succeeds
     proxy.clear()
-    wait_for(lambda: ec2_e2e.finished(daemon, 1), 180, "the retried operation to end")
+    wait_for(lambda: ec2_e2e.finished(daemon, 1), 600, "the retried operation to end")
     assert set(group_instances(ec2, "vms", "worker-node")) == {"worker-node-vms-1"}
     runs = daemon.events("action_failed")
     assert all("InternalError" in e["message"] for e in runs), runs

@@ -6,7 +6,7 @@ openstack/micado_ml2_bind_all.py) from their own cached venv (openstack_venv.py)
 gunicorn on an ephemeral 127.0.0.1 port, SQLite files in WAL mode, and Debian's RabbitMQ with
 its own epmd, all on loopback ports of their own, so parallel sessions never collide.
 
-Use it from a test (one cloud per test session)::
+Use it from a test (one cloud per test module)::
 
     from integration.openstack_fixture import OpenStackCloud, openstack_cloud_fixture  # noqa: F401
 
@@ -569,9 +569,10 @@ def require_openstack() -> Path:
         raise
 
 
-@pytest.fixture(scope="session", name="openstack_cloud")
+@pytest.fixture(scope="module", name="openstack_cloud")
 def openstack_cloud_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenStackCloud]:
-    """One real OpenStack for the whole test session (see the module's docstring)."""
+    """One real OpenStack per test module (see the module's docstring); module scope, so two
+    modules never hold two clouds (about 1.5 GiB each) at once."""
     python = require_openstack()
     cloud = OpenStackCloud(tmp_path_factory.mktemp("openstack"), python)
     try:
