@@ -37,3 +37,9 @@ def prerequisite(available: bool, what: str) -> None:
 def examples_dir() -> Path:
     prerequisite(EXAMPLES.is_dir(), f"example ADTs in {EXAMPLES}")
     return EXAMPLES
+
+# The real control plane's fixture (tests/kube/cluster.py) for every module that asks for
+# `kube_cluster`: defined once here, so the whole session shares one cluster. Imported into each
+# test module instead, every module got its own fixture and so its own cluster, all of them kept
+# running until the session ended.
+pytest_plugins = ["kube.cluster"]

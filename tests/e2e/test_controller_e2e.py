@@ -28,12 +28,11 @@ from kubernetes import client
 
 from e2e.daemon_harness import now, wait_for
 from e2e.real_bed import READY_TIMEOUT, RealBed, adt, load_policy, real_bed, web_adt
-from kube.cluster import KubeCluster, kube_cluster
+from kube.cluster import KubeCluster
 
 TICK = 2.0
 COOLDOWN = 8
 pytestmark = pytest.mark.cluster
-__all__ = ["kube_cluster"]  # the fixture, imported for pytest
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO
 from e2e.daemon_harness import Daemon, wait_for
 from fakes.prometheus_api import FakePrometheus
-from kube.cluster import KubeCluster, kube_cluster
+from kube.cluster import KubeCluster
 
 PLAYBOOK = REPO / "tests" / "data" / "nodes" / "scale_nodes.yml"
 SECRET = "daemon-s3cr3t-do-not-leak"
@@ -51,7 +51,6 @@ topology_template:
 """
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
-__all__ = ["kube_cluster"]  # the fixture, imported for pytest
 
 
 def test_a_node_group_scaled_from_0_to_2_runs_the_playbook(

@@ -37,11 +37,10 @@ from tests.integration.cloud_node_harness import (
 from conftest import REPO, prerequisite
 from e2e.daemon_harness import Daemon, wait_for
 from fakes.prometheus_api import FakePrometheus
-from kube.cluster import KubeCluster, kube_cluster
+from kube.cluster import KubeCluster
 from kube.node_join import ClusterJoining, Watcher, ca_pem
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
-__all__ = ["kube_cluster"]  # the fixture, imported for pytest
 
 HAVE = all(importlib.util.find_spec(m) for m in ("moto", "ansible_runner", "boto3"))
 AWS_KEY_ID = "AKIAMICADOE2EKEY0001"

@@ -34,10 +34,9 @@ from e2e.daemon_harness import Daemon
 from integration.gateway_fixture import Gateway, private_dir, remove, require_gateway_tools
 from integration.micado_client_venv import ClientVenvError, client_python
 from integration.prometheus_fixture import PrometheusServer, require_prometheus
-from kube.cluster import KubeCluster, kube_cluster
+from kube.cluster import KubeCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
-__all__ = ["kube_cluster"]  # the fixture, imported for pytest
 
 DRIVER = Path(__file__).with_name("micado_client_driver.py")
 USER = "micado-admin"

@@ -180,6 +180,24 @@ def test_a_run_reports_the_node_count_and_its_events(bed: Bed,
         assert ENV_SECRET.encode() not in content, path
 
 
+def test_an_ended_run_whose_result_is_not_collected_yet_is_not_resumed(bed: Bed) -> None:
+    # The reconciliation resumes pending operations no run holds. Between the end of a run and
+    # the loop's next poll, the store still says pending: that operation must not run again.
+    op = bed.op("workers", 2)
+    bed.actuator.start(op, group_spec("workers"), [])
+    bed.wait("the run's end", lambda: any(line.startswith("end ") for line in bed.log()))
+    bed.wait("ansible-runner's status", lambda: any((bed.root / "nodes").rglob(
+        "artifacts/*/status")))
+    end = time.monotonic() + 3.0  # the run's thread records its result right after
+    while time.monotonic() < end:
+        assert op.op_id in bed.actuator.held_operations()
+        bed.actuator.resume(op)
+        time.sleep(0.05)
+    assert bed.result(op).nodes == 2
+    assert [line.split()[0] for line in bed.log()] == ["start", "end"]
+    assert bed.events("reconcile") == []
+
+
 def test_a_failed_run_backs_off_with_its_reason_then_is_retried(beds: Callable[..., Bed]) -> None:
     bed = beds(keep_runs=1)
     (bed.root / "fail-workers").write_text("the cloud refused: quota exceeded")

@@ -20,13 +20,12 @@ from kubernetes import client
 from e2e.daemon_harness import wait_for
 from e2e.real_bed import READY_TIMEOUT, RealBed, load_policy
 from e2e.real_bed import real_bed as bed_on
-from kube.cluster import KWOK_NODE_ANNOTATION, KubeCluster, kube_cluster
+from kube.cluster import KWOK_NODE_ANNOTATION, KubeCluster
 from micado.actuators.kubernetes import UNTYPABLE_APPLY, Cluster, ClusterError
 from micado.adt.k8s.labels import APP, INSTANCE, MANAGED_BY, MANAGER, NAME, NODE_TYPE
 from micado.adt.model import Workload
 
 pytestmark = pytest.mark.cluster
-__all__ = ["kube_cluster"]  # the fixture, imported for pytest
 
 TICK = 1.0
 

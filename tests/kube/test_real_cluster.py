@@ -14,11 +14,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from integration.prometheus_fixture import wait_until
-from kube.cluster import KubeCluster, kube_cluster
+from kube.cluster import KubeCluster
 from micado.adt.k8s.placement import COMPUTE_KEY, EDGE_KEY, node_affinity
 
 pytestmark = pytest.mark.cluster
-__all__ = ["kube_cluster"]  # the fixture, imported for pytest
 
 READY_TIMEOUT = 120.0
 

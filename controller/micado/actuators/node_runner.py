@@ -170,10 +170,11 @@ class AnsibleNodeActuator:
         self._pump()
 
     def held_operations(self) -> set[int]:
-        """The operations a run holds (running, queued or backing off)."""
+        """The operations a run holds (running, queued or backing off), or whose run has ended
+        and whose result the loop has not collected yet (`poll`)."""
         with self._lock:
             return {j.op.op_id for s in self._groups.values()
-                    for j in (s.running, s.waiting) if j is not None}
+                    for j in (s.running, s.waiting) if j is not None} | set(self._results)
 
     def list_vms(self, spec: NodeGroup) -> list[dict[str, Any]]:
         """Every VM tagged micado.eu/app in the cloud (region, or clouds.yaml cloud) of
@@ -286,6 +287,10 @@ class AnsibleNodeActuator:
 
     # ------------------------------------------------------------------ queueing
     def _holds(self, op: Operation) -> bool:
+        # a run that has ended still holds its operation until `poll` hands the result over:
+        # in between, the store still says pending and a resume would run it a second time
+        if op.op_id in self._results:
+            return True
         state = self._groups.get((op.app_id, op.group))
         return state is not None and any(
             j is not None and j.op.op_id == op.op_id for j in (state.running, state.waiting))
