@@ -35,7 +35,7 @@ from tests.integration.cloud_node_openstack_harness import (
 from conftest import REPO
 from e2e.daemon_harness import Daemon, wait_for
 from fakes.prometheus_api import FakePrometheus
-from integration.openstack_fixture import OpenStackCloud, openstack_cloud_fixture  # noqa: F401
+from integration.openstack_fixture import OpenStackCloud
 
 pytestmark = pytest.mark.integration
 

@@ -6,15 +6,21 @@ openstack/micado_ml2_bind_all.py) from their own cached venv (openstack_venv.py)
 gunicorn on an ephemeral 127.0.0.1 port, SQLite files in WAL mode, and Debian's RabbitMQ with
 its own epmd, all on loopback ports of their own, so parallel sessions never collide.
 
-Use it from a test (one cloud per test module)::
+Use it from a test (one cloud for the whole session: tests/conftest.py registers this module as
+a plugin, so do not import the fixture into a test module, which would start a cloud of its own)::
 
-    from integration.openstack_fixture import OpenStackCloud, openstack_cloud_fixture  # noqa: F401
+    from integration.openstack_fixture import OpenStackCloud
 
     def test_boot(openstack_cloud: OpenStackCloud) -> None:
         env = {"OS_CLIENT_CONFIG_FILE": str(openstack_cloud.clouds_yaml)}
         # clouds `admin` and `project` (a member of project `micado-demo`); flavor
         # openstack_cloud.flavor, image openstack_cloud.image, network openstack_cloud.network
         conn = openstack_cloud.connect("project")  # or "admin"
+
+The cloud is shared: a test leaves it as it found it. It deletes the servers it made (and those
+left over, before it starts: cloud_node_openstack_harness.delete_all_servers), gives its servers
+names of its own, and restores what it changes for itself (a quota, a stopped nova-compute, a
+flavor of its own).
 
 Under CI=true a missing prerequisite (RabbitMQ, PyPI for the first venv build) fails the test.
 What real Nova and openstack.cloud.server insist on (see test_openstack_services.py): metadata
@@ -569,10 +575,10 @@ def require_openstack() -> Path:
         raise
 
 
-@pytest.fixture(scope="module", name="openstack_cloud")
+@pytest.fixture(scope="session", name="openstack_cloud")
 def openstack_cloud_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenStackCloud]:
-    """One real OpenStack per test module (see the module's docstring); module scope, so two
-    modules never hold two clouds (about 1.5 GiB each) at once."""
+    """One real OpenStack for the whole session (see the module's docstring): it takes 1-3
+    minutes to start and about 1.5 GiB, so every module that asks for it shares it."""
     python = require_openstack()
     cloud = OpenStackCloud(tmp_path_factory.mktemp("openstack"), python)
     try:

@@ -1,6 +1,6 @@
 """micado.core.scale_nodes on OpenStack: real Keystone, Placement, Nova (Nova's fake
-hypervisor), Glance and Neutron from PyPI on loopback (openstack_fixture.py, one start for this
-module), reached by openstack.cloud modules through the fixture's clouds.yaml
+hypervisor), Glance and Neutron from PyPI on loopback (openstack_fixture.py, one cloud for the
+session), reached by openstack.cloud modules through the fixture's clouds.yaml
 (OS_CLIENT_CONFIG_FILE), the playbook run by the real ansible-runner as the controller runs it,
 and a Kubernetes API through a kubeconfig (tests/fakes/kube_api.py). ACTIVE servers "boot"
 through cloud_node_openstack_harness.NovaBooter, which checks each one's join.
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from integration.openstack_fixture import OpenStackCloud, openstack_cloud_fixture  # noqa: F401
+from integration.openstack_fixture import OpenStackCloud
 
 pytestmark = pytest.mark.integration
 
