@@ -122,7 +122,9 @@ def test_ec2_instance_limit_fails_the_run_naming_the_limit(ec2_cloud: Any) -> No
 # every server before and after, and restore what they change (quota, flavor, nova-compute).
 OS_APP = "faults"
 OS_LABELS = {"micado.eu/node_type": "worker", "micado.eu/app": OS_APP}
-HUGE_FLAVOR = "m1.faults-huge"  # more memory than Nova's fake hypervisor has (800000 MiB)
+# more disk than Nova's fake hypervisor has (600000 GB); Nova has no disk quota, so its API
+# takes the server (RAM or vCPUs that large would be refused by the project's quota first)
+HUGE_FLAVOR = "m1.faults-huge"
 
 
 @pytest.fixture
@@ -213,7 +215,7 @@ def test_a_server_nova_puts_in_error_fails_the_run_with_novas_fault(
     the group without it."""
     from tests.integration.cloud_node_harness import stats_of
 
-    huge = os_cloud.admin.compute.create_flavor(name=HUGE_FLAVOR, ram=4_000_000, vcpus=1, disk=1)
+    huge = os_cloud.admin.compute.create_flavor(name=HUGE_FLAVOR, ram=512, vcpus=1, disk=700_000)
     try:
         properties = {"image_id": openstack_cloud.image, "flavor_name": HUGE_FLAVOR,
                       "network_id": openstack_cloud.network}
