@@ -7,10 +7,11 @@ RUNTIME_STAMP := $(VENV)/.runtime-stamp
 EXAMPLES := $(wildcard examples/micado/*.yaml)
 DEMO_OUT ?= build/demo
 
-.PHONY: help venv runtime debian-packages test test-molecule test-site cluster-bins test-cluster cluster lint demo bench bench-controller collection clean
+.PHONY: help venv runtime debian-packages test test-molecule test-site cluster-bins test-cluster cluster lint demo demo-cloud bench bench-controller collection clean
 
 help:
 	@echo "make demo   validate and render MiCADO's example ADTs"
+	@echo "make demo-cloud  the nginx EC2 ADT scaled at both levels on moto, timeline as it happens (~4 min)"
 	@echo "make runtime  .venv with the micado command only (what make demo uses)"
 	@echo "make venv   .venv with micado and the test and lint tools (what make test uses)"
 	@echo "make test   set up what is needed and run the whole test suite (scripts/run-tests:"
@@ -99,6 +100,10 @@ demo: runtime
 		--scenario examples/scenarios/nginx.yaml -o $(DEMO_OUT)/nginx-simulation.html
 	@echo "== a broken ADT: every problem with its path, exit code 2"
 	@$(VENV)/bin/micado validate examples/broken/stressng_broken.yaml || test $$? -eq 2
+
+# the daemon scales VMs through ansible-runner on moto's EC2 (needs the test venv: moto, ...)
+demo-cloud: venv
+	$(PY) scripts/demo-cloud
 
 bench: venv
 	$(PY) -m pip install --quiet -e '.[test,bench]'

@@ -39,10 +39,11 @@ def examples_dir() -> Path:
     return EXAMPLES
 
 # The real control plane's fixture (tests/kube/cluster.py) for every module that asks for
-# `kube_cluster`: defined once here, so the whole session shares one cluster. Imported into each
-# test module instead, every module got its own fixture and so its own cluster, all of them kept
-# running until the session ended.
-pytest_plugins = ["kube.cluster"]
+# `kube_cluster`, and the OpenStack services' (tests/integration/openstack_fixture.py) for every
+# module that asks for `openstack_cloud`: defined once here, so the whole session shares one
+# cluster and one cloud. Imported into each test module instead, every module got its own fixture
+# and so its own cluster or cloud (a cloud took 1-3 minutes to start).
+pytest_plugins = ["kube.cluster", "integration.openstack_fixture"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -68,7 +68,11 @@ def moto_server(log: Path) -> Iterator[str]:
         yield url
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a loaded machine: do not leave it behind
+            server.kill()
+            server.wait(timeout=10)
 
 
 def ec2_client(endpoint: str) -> Any:
@@ -146,6 +150,17 @@ class FakeJoining:
                        "addresses": [{"type": "InternalIP", "address": address}]}})
 
 
+@dataclass(frozen=True)
+class BootedVm:
+    """A VM the cloud says is running, as its kubelet would register it."""
+
+    id: str
+    name: str
+    user_data: str
+    address: str
+    provider_id: str
+
+
 @dataclass
 class Booter:
     """Boots EC2 instances into Kubernetes Nodes, checking their join on the way."""
@@ -161,6 +176,7 @@ class Booter:
     user_data: dict[str, str] = field(default_factory=dict)  # name -> its user-data
     tokens: set[str] = field(default_factory=set)  # every join credential seen
     hold: threading.Event = field(default_factory=threading.Event)  # set: boot nothing
+    poll: float = 0.2  # seconds between two looks at the cloud
     _seen: set[str] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -185,30 +201,40 @@ class Booter:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(0.2):
+        while not self._stop.wait(self.poll):
             if self.hold.is_set():
                 continue
-            for reservation in self.ec2.describe_instances(Filters=[
-                    {"Name": "instance-state-name", "Values": ["running"]}])["Reservations"]:
-                for instance in reservation["Instances"]:
-                    if instance["InstanceId"] not in self._seen:
-                        self._seen.add(instance["InstanceId"])
-                        self._boot(instance)
+            for vm in self.running():
+                if vm.id not in self._seen:
+                    self._seen.add(vm.id)
+                    self._boot(vm)
 
-    def _boot(self, instance: dict[str, Any]) -> None:
-        tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
-        name = tags.get("Name", instance["InstanceId"])
-        attr = self.ec2.describe_instance_attribute(InstanceId=instance["InstanceId"],
-                                                    Attribute="userData")
-        raw = base64.b64decode(attr.get("UserData", {}).get("Value", "")).decode()
-        self.user_data[name] = raw
-        problems = self.check_join(name, raw)
-        self.problems[name] = problems
-        if problems or name in self.never_join:
+    def running(self) -> list[BootedVm]:
+        """The cloud's running VMs (EC2 here; other clouds override this)."""
+        out = []
+        for reservation in self.ec2.describe_instances(Filters=[
+                {"Name": "instance-state-name", "Values": ["running"]}])["Reservations"]:
+            for instance in reservation["Instances"]:
+                tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+                if instance["InstanceId"] in self._seen:
+                    continue
+                attr = self.ec2.describe_instance_attribute(InstanceId=instance["InstanceId"],
+                                                            Attribute="userData")
+                raw = base64.b64decode(attr.get("UserData", {}).get("Value", "")).decode()
+                out.append(BootedVm(id=instance["InstanceId"],
+                                    name=tags.get("Name", instance["InstanceId"]),
+                                    user_data=raw, address=instance.get("PrivateIpAddress", ""),
+                                    provider_id=f"aws:///{REGION}a/{instance['InstanceId']}"))
+        return out
+
+    def _boot(self, vm: BootedVm) -> None:
+        self.user_data[vm.name] = vm.user_data
+        problems = self.check_join(vm.name, vm.user_data)
+        self.problems[vm.name] = problems
+        if problems or vm.name in self.never_join:
             return
-        self.joining.register(name, self.labels, f"aws:///{REGION}a/{instance['InstanceId']}",
-                              instance.get("PrivateIpAddress", ""))
-        self.joined.append(name)
+        self.joining.register(vm.name, self.labels, vm.provider_id, vm.address)
+        self.joined.append(vm.name)
 
     def check_join(self, name: str, user_data: str) -> list[str]:
         """What is wrong with this VM's join (empty: nothing), as k3s and cloud-init see it."""
@@ -264,8 +290,6 @@ def run_scale(private_data_dir: Path, endpoint: str, credentials_file: Path,
               kubeconfig: Path, desired: int, *, cmdline: str | None = None,
               **extravars: Any) -> Any:
     """One run of micado.core.scale_nodes through ansible-runner, as the controller runs it."""
-    import ansible_runner
-
     private_data_dir.mkdir(parents=True, exist_ok=True)
     request: dict[str, Any] = {
         "cloud_node_app": "shop", "cloud_node_group": "worker", "cloud_node_cloud": "ec2",
@@ -279,14 +303,22 @@ def run_scale(private_data_dir: Path, endpoint: str, credentials_file: Path,
         "cloud_node_user_data": "packages: [htop]\nruncmd:\n  - echo adt\n",
     }
     request.update(extravars)
-    venv_bin = Path(sys.executable).parent
-    envvars = {
+    return run_request(private_data_dir, request, {
         "AWS_ENDPOINT_URL": endpoint, "AWS_SHARED_CREDENTIALS_FILE": str(credentials_file),
-        "AWS_DEFAULT_REGION": REGION, "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
-        "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+        "AWS_DEFAULT_REGION": REGION,
         # no inherited keys or profile: the credentials file alone
         "AWS_PROFILE": "default",
-    }
+    }, cmdline)
+
+
+def run_request(private_data_dir: Path, request: dict[str, Any], envvars: dict[str, str],
+                cmdline: str | None = None) -> Any:
+    """micado.core.scale_nodes with `request` as extravars and the cloud's `envvars`."""
+    import ansible_runner
+
+    venv_bin = Path(sys.executable).parent
+    envvars = {**envvars, "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
+               "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}"}
     return ansible_runner.run(private_data_dir=str(private_data_dir), playbook=str(PLAYBOOK),
                               extravars=request, envvars=envvars, quiet=True, cmdline=cmdline,
                               rotate_artifacts=0)

@@ -6,15 +6,21 @@ openstack/micado_ml2_bind_all.py) from their own cached venv (openstack_venv.py)
 gunicorn on an ephemeral 127.0.0.1 port, SQLite files in WAL mode, and Debian's RabbitMQ with
 its own epmd, all on loopback ports of their own, so parallel sessions never collide.
 
-Use it from a test (one cloud per test session)::
+Use it from a test (one cloud for the whole session: tests/conftest.py registers this module as
+a plugin, so do not import the fixture into a test module, which would start a cloud of its own)::
 
-    from integration.openstack_fixture import OpenStackCloud, openstack_cloud_fixture  # noqa: F401
+    from integration.openstack_fixture import OpenStackCloud
 
     def test_boot(openstack_cloud: OpenStackCloud) -> None:
         env = {"OS_CLIENT_CONFIG_FILE": str(openstack_cloud.clouds_yaml)}
         # clouds `admin` and `project` (a member of project `micado-demo`); flavor
         # openstack_cloud.flavor, image openstack_cloud.image, network openstack_cloud.network
         conn = openstack_cloud.connect("project")  # or "admin"
+
+The cloud is shared: a test leaves it as it found it. It deletes the servers it made (and those
+left over, before it starts: cloud_node_openstack_harness.delete_all_servers), gives its servers
+names of its own, and restores what it changes for itself (a quota, a stopped nova-compute, a
+flavor of its own).
 
 Under CI=true a missing prerequisite (RabbitMQ, PyPI for the first venv build) fails the test.
 What real Nova and openstack.cloud.server insist on (see test_openstack_services.py): metadata
@@ -53,10 +59,13 @@ from integration.prometheus_fixture import free_port, wait_until
 
 RABBITMQ = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 WSGI_DIR = Path(__file__).resolve().parent / "openstack"
+# sitecustomize.py there: SQLite transactions begin IMMEDIATE (see that file for why)
+SITE_DIR = WSGI_DIR / "site"
 REGION = "RegionOne"
 COMPUTE_HOST = "micado-fake-compute"
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 15.0
+DB_BUSY_SECONDS = 120
 # the APIs, their WSGI entry modules, the OS_*_CONFIG_DIR variable each one reads and the
 # files it reads there (OS_*_CONFIG_FILES; else Neutron also wants plugins/ml2/ml2_conf.ini;
 # Nova's WSGI app takes its paste pipeline from the first file, so api-paste.ini goes first)
@@ -140,7 +149,10 @@ class OpenStackCloud:
         return f"{self.url('keystone')}/v3"
 
     def db(self, name: str) -> str:
-        return f"sqlite:///{self.root / 'db' / name}.sqlite"
+        """A service's database URL. Several processes write to each file (Nova's API,
+        conductor and scheduler): a writer waits up to DB_BUSY_SECONDS for the lock, where
+        SQLite's default 5 s made builds fail with "database is locked" on a loaded machine."""
+        return f"sqlite:///{self.root / 'db' / name}.sqlite?timeout={DB_BUSY_SECONDS}"
 
     def connect(self, cloud: str = "project") -> Any:
         """An openstacksdk connection as `cloud` (`admin` or `project`) of the clouds.yaml."""
@@ -197,7 +209,7 @@ class OpenStackCloud:
         log = self.logs / f"{name}.log"
         with log.open("ab") as out:
             done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False,
-                                  env={**os.environ, **(env or {})}, timeout=START_TIMEOUT)
+                                  env=service_env(env), timeout=START_TIMEOUT)
         if done.returncode != 0:
             raise OpenStackError(f"{' '.join(argv[:3])} failed:\n{self.tail(log)}")
 
@@ -213,7 +225,7 @@ class OpenStackCloud:
         out = (self.logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, **(env or {})}, cwd=self.root)
+            env=service_env(env), cwd=self.root)
         out.close()
 
     @staticmethod
@@ -513,6 +525,11 @@ class OpenStackCloud:
         return json.dumps({k: round(v, 1) for k, v in self.timings.items() if k != "_t0"})
 
 
+def service_env(extra: dict[str, str] | None) -> dict[str, str]:
+    """The environment of a service process: ours, SITE_DIR first on its path, and `extra`."""
+    return {**os.environ, "PYTHONPATH": str(SITE_DIR), **(extra or {})}
+
+
 def wal(path: Path) -> None:
     """SQLite shared by several processes: WAL, so readers do not block the heartbeats."""
     with sqlite3.connect(path) as conn:
@@ -560,7 +577,8 @@ def require_openstack() -> Path:
 
 @pytest.fixture(scope="session", name="openstack_cloud")
 def openstack_cloud_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenStackCloud]:
-    """One real OpenStack for the whole test session (see the module's docstring)."""
+    """One real OpenStack for the whole session (see the module's docstring): it takes 1-3
+    minutes to start and about 1.5 GiB, so every module that asks for it shares it."""
     python = require_openstack()
     cloud = OpenStackCloud(tmp_path_factory.mktemp("openstack"), python)
     try:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from integration.openstack_fixture import OpenStackCloud, openstack_cloud_fixture  # noqa: F401
+from integration.openstack_fixture import OpenStackCloud
 
 pytestmark = pytest.mark.integration
 
