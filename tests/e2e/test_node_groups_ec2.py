@@ -1,18 +1,26 @@
-"""End to end on EC2, with no stand-in: the controller daemon in its own process runs the real
-`micado.core.scale_nodes` playbook (the collection of this repository) through ansible-runner
-against moto's EC2 server on loopback (the ADT's endpoint, a shared-credentials file), and the
-real control plane (tests/kube/cluster.py), both the daemon and the playbook as the controller's
-own ServiceAccount, as on a site. The VMs "boot" and join through
-tests/integration/cloud_node_harness.Booter, which checks each one's user-data join (the
-bootstrap token authenticates on the API server) and registers its Node as a kubelet would
-(kwok-managed: it becomes Ready; tests/kube/node_join.py).
+"""The flagship end to end on EC2: MiCADO's nginx ADT (examples/micado/nginx_ec2.yaml, its
+placeholders filled in for moto, its scaling rules untouched) submitted to the controller daemon
+in its own process, as the controller's own ServiceAccount on the real control plane
+(tests/kube/cluster.py: the real scheduler places the pods, kwok stands in for the kubelets).
+The daemon runs the real `micado.core.scale_nodes` playbook (this repository's collection)
+through ansible-runner against moto's EC2 server on loopback (the ADT's endpoint, a
+shared-credentials file). The VMs "boot" through tests/integration/cloud_node_harness.Booter,
+which checks each one's user-data join (the bootstrap token authenticates on the API server)
+and registers its Node as a kubelet would (kwok makes it Ready).
 
-The ADT is examples/micado/nginx_ec2.yaml, filled in (key pair, security group, endpoint);
-its node group's rule takes its size from a query the fake Prometheus answers: 2, then 1. The
-0 -> 2 decision becomes two tagged VMs whose Nodes join, `micado status` shows the VMs and the
-last runner event; 2 -> 1 cordons and drains the newest VM's Node (its pod evicted through the
-eviction API), deletes it and terminates the VM. No secret (the AWS keys, the controller's
-Kubernetes token, the join token) lands in any file of the state dir.
+The load is nginx's accepted connections, a counter a real Prometheus scrapes from an exporter
+whose rate the test sets (tests/e2e/flagship.py), read by the ADT's own REQUESTSPERCONT and
+TIME queries. The one addition to the ADT besides its placeholders: nginxapp's `host`
+requirement on worker-node (compiled into nodeAffinity), so the scheduler may place it only on
+the group's VMs of the shared cluster.
+
+The timeline: one VM at deploy (min_instances 1), its Node Ready, the first pod scheduled
+there; load rises -> replicas 1 -> 4 (one a minute, the ADT's minContScaleInterval) -> the node
+rule adds a VM through the playbook -> its Node becomes Ready -> the fifth replica is placed on
+it by the scheduler; load falls -> replicas 5 -> 4 -> the node rule removes the newest VM: its
+Node cordoned, its pod evicted (watched) and placed back on the first VM, the Node deleted, the
+VM terminated. No secret (the AWS keys, the controller's Kubernetes token, the join tokens)
+lands in any file of the state dir.
 """
 
 from __future__ import annotations
@@ -24,7 +32,6 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from kubernetes import client
 from tests.integration.cloud_node_harness import (
     AMI,
     REGION,
@@ -35,10 +42,9 @@ from tests.integration.cloud_node_harness import (
 )
 
 from conftest import REPO, prerequisite
-from e2e.daemon_harness import Daemon, wait_for
-from fakes.prometheus_api import FakePrometheus
+from e2e.flagship import Flagship, flagship, join_secrets, kubeconfig_token, leaks, pinned_adt
 from kube.cluster import KubeCluster
-from kube.node_join import ClusterJoining, Watcher, ca_pem
+from kube.node_join import ClusterJoining, ca_pem
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -46,139 +52,106 @@ HAVE = all(importlib.util.find_spec(m) for m in ("moto", "ansible_runner", "boto
 AWS_KEY_ID = "AKIAMICADOE2EKEY0001"
 AWS_SECRET = "micado-e2e-secret-0123456789abcdefghij"
 SERVER_URL = "https://10.1.0.1:6443"
-WANTED = "micado_e2e_wanted_nodes"
 EXAMPLE = REPO / "examples" / "micado" / "nginx_ec2.yaml"
+APP, GROUP, SERVICE = "ngx", "worker-node", "nginxapp"
+FIRST, SECOND = f"{GROUP}-{APP}-1", f"{GROUP}-{APP}-2"
+ACCEPTED = "nginx_connections_accepted"  # the counter REQUESTSPERCONT takes the rate of
 
 
 def example_adt(endpoint: str, key_name: str, security_group: str) -> str:
-    """examples/micado/nginx_ec2.yaml with its placeholders filled in for moto, and the node
-    group's rule replaced by one that takes the size from WANTED (the example's rule needs
-    nginx's traffic)."""
-    adt = yaml.safe_load(EXAMPLE.read_text())
-    worker = adt["topology_template"]["node_templates"]["worker-node"]
+    """examples/micado/nginx_ec2.yaml with its placeholders filled in for moto (and the ADT's
+    own cloud-config, appended to the join), nginxapp hosted on worker-node."""
+    adt = pinned_adt(yaml.safe_load(EXAMPLE.read_text()), SERVICE, GROUP)
+    worker = adt["topology_template"]["node_templates"][GROUP]
     worker["properties"] = {"region_name": REGION, "image_id": AMI, "instance_type": "t2.micro",
                             "key_name": key_name, "security_group_ids": [security_group],
                             "context": {"append": True,
                                         "cloud_config": "runcmd:\n  - echo adt\n"}}
     worker["interfaces"]["Occopus"]["create"]["inputs"]["endpoint"] = endpoint
-    policy = adt["topology_template"]["policies"][0]["scalability"]["properties"]
-    policy["queries"]["WANTED"] = WANTED
-    policy.update(min_instances=0, max_instances=3, scaling_rule="m_node_count = WANTED\n")
     return yaml.safe_dump(adt, sort_keys=False)
 
 
-def node_names(kube: KubeCluster) -> set[str]:
-    """The app's Nodes, as the admin lists them."""
-    return {node.metadata.name for node in client.CoreV1Api(kube.admin()).list_node(
-        label_selector="micado.eu/app=vms").items}
-
-
-def controller_token(kubeconfig: Path) -> str:
-    return yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
-
-
-def finished(daemon: Daemon, nodes: int) -> list[dict[str, Any]]:
-    return [e for e in daemon.events("action") if f"done, {nodes} nodes" in e["message"]]
-
-
-def test_an_ec2_group_scales_0_2_1_through_the_real_playbook(
+def test_nginx_on_ec2_scales_replicas_and_vms_with_its_load(
         tmp_path: Path, kube_cluster: KubeCluster) -> None:
     prerequisite(HAVE, "moto[server], ansible-runner and boto3 (pip install -e '.[test]')")
     credentials = tmp_path / "aws-credentials"
     credentials.write_text(f"[default]\naws_access_key_id = {AWS_KEY_ID}\n"
                            f"aws_secret_access_key = {AWS_SECRET}\n")
     credentials.chmod(0o600)
-    labels = {"micado.eu/node_type": "worker-node", "micado.eu/app": "vms"}
+    labels = {"micado.eu/node_type": GROUP, "micado.eu/app": APP}
+    # the playbook's kubeconfig is the controller's, as on a site (nodes.kubeconfig unset)
+    kubeconfig = kube_cluster.controller_kubeconfig
     with moto_server(tmp_path / "moto.log") as endpoint:
         requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
         ec2 = ec2_client(endpoint)
-        # the playbook's kubeconfig is the controller's, as on a site (nodes.kubeconfig unset)
-        kubeconfig = kube_cluster.controller_kubeconfig
-        kube = kube_cluster
-        with FakePrometheus() as prometheus, \
-                Booter(ec2=ec2, kube=ClusterJoining(kube_cluster), server_url=SERVER_URL,
-                       labels=labels, ca_pem=ca_pem(kubeconfig)) as booter:
-            prometheus.set(WANTED, 2)
-            daemon = Daemon(tmp_path, "", prometheus.url, tmp_path / "rules",
-                            tmp_path / "targets", tick_seconds=1.0, kubeconfig=kubeconfig,
-                            nodes={"server_url": SERVER_URL,
-                                   "collections_path": str(REPO / "collections"),
-                                   "aws_credentials_file": str(credentials),
-                                   # the ADT names moto as its endpoint
-                                   "ready_timeout": 60,
-                                   "drain_timeout": 30,
-                                   "backoff_seconds": 1, "backoff_max_seconds": 2})
-            daemon.start()
-            try:
-                run_scenario(daemon, tmp_path, endpoint, ec2, kube, booter, prometheus)
-                assert daemon.stop() == 0
-            finally:
-                daemon.kill()
+        with Booter(ec2=ec2, kube=ClusterJoining(kube_cluster), server_url=SERVER_URL,
+                    labels=labels, ca_pem=ca_pem(kubeconfig)) as booter, \
+                flagship(kube_cluster, tmp_path, APP, GROUP, {
+                    "server_url": SERVER_URL, "collections_path": str(REPO / "collections"),
+                    "aws_credentials_file": str(credentials),  # the ADT names moto
+                    "ready_timeout": 60, "drain_timeout": 60,
+                    "backoff_seconds": 1, "backoff_max_seconds": 2}) as story:
+            run_scenario(story, tmp_path, endpoint, ec2, booter)
             tokens = set(booter.tokens)
-    assert len(tokens) == 1
-    token = next(iter(tokens))
+    assert len(tokens) == 2  # one short-lived join token per scale-out run
     secrets = {"AWS access key id": AWS_KEY_ID, "AWS secret key": AWS_SECRET,
-               "controller's Kubernetes token": controller_token(kubeconfig),
-               "join token": token.rpartition("::")[2],
-               "join token secret": token.rpartition(".")[2]}
-    files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
-    assert any(p.name == "command" for p in files)  # the runner's artefacts are there
-    leaks = [f"{what} in {p.relative_to(tmp_path)}" for p in files
-             for what, secret in secrets.items() if secret.encode() in p.read_bytes()]
-    assert leaks == []
+               "controller's Kubernetes token": kubeconfig_token(kubeconfig),
+               **join_secrets(tokens)}
+    assert leaks(tmp_path / "state", secrets) == []
 
 
-def run_scenario(daemon: Daemon, tmp_path: Path, endpoint: str, ec2: Any, kube: KubeCluster,
-                 booter: Booter, prometheus: FakePrometheus) -> None:
+def run_scenario(story: Flagship, tmp_path: Path, endpoint: str, ec2: Any,
+                 booter: Booter) -> None:
+    load = story.load
+    load.set(SERVICE, ACCEPTED, 2.0)  # between minRPCth and maxRPCth: nothing to do
     key = ec2.create_key_pair(KeyName="micado-e2e")["KeyName"]
     group = ec2.create_security_group(GroupName="micado-e2e", Description="e2e")["GroupId"]
     adt = tmp_path / "app.yaml"
     adt.write_text(example_adt(endpoint, key, group))
-    started = daemon.cli("start", str(adt), "--id", "vms")
+    started = story.daemon.cli("start", str(adt), "--id", APP)
     assert started.returncode == 0, started.stderr
 
-    # 0 -> 2: two tagged VMs in EC2, their Nodes join, the operation finishes
-    wait_for(lambda: finished(daemon, 2) or daemon.events("action_failed"), 180,
-             "the 0 -> 2 operation to end")
-    assert daemon.events("action_failed") == [], (daemon.events("action_failed"),
-                                                  booter.problems)
-    vms = group_instances(ec2, "vms", "worker-node")
-    assert set(vms) == {"worker-node-vms-1", "worker-node-vms-2"}
-    for name, vm in vms.items():
-        tags = {t["Key"]: t["Value"] for t in vm["Tags"]}
-        assert tags["micado.eu/app"] == "vms" and tags["micado.eu/group"] == "worker-node"
-        assert tags["micado.eu/index"] == name.rsplit("-", 1)[1]
-        assert (vm["KeyName"], [g["GroupId"] for g in vm["SecurityGroups"]]) == (key, [group])
-    assert booter.problems == {"worker-node-vms-1": [], "worker-node-vms-2": []}
-    assert node_names(kube) == {"worker-node-vms-1", "worker-node-vms-2"}
+    # deploy: min_instances 1 -> one tagged VM, its Node Ready, nginx's first pod placed there
+    story.wait(lambda: story.finished(1), 300, "VM 1 created by the playbook")
+    check_vms(ec2, {FIRST}, key, group)
+    assert story.hosts(SERVICE, FIRST, {FIRST})  # its one pod
+    assert booter.problems == {FIRST: []}
     # the ADT's cloud-config, appended to the join
-    assert yaml.safe_load(booter.user_data["worker-node-vms-1"])["runcmd"][-1] == "echo adt"
-    status = daemon.api("GET", "/v1/apps/vms/status").json()
-    assert status["pending_operations"] == []
-    shown = daemon.cli("status", "vms").stdout
-    assert "node group worker-node: last runner event: task: " in shown, shown
-    for name, vm in vms.items():
+    assert yaml.safe_load(booter.user_data[FIRST])["runcmd"][-1] == "echo adt"
+
+    # load rises: a replica a minute up to 4 (CONTSPERNODE) on the one VM, then a second VM
+    story.mark("load rises: 10 connections/s per container")
+    load.set(SERVICE, ACCEPTED, 10.0)
+    story.wait(lambda: story.replicas(SERVICE) == 4, 420, "nginx's replicas up to 4")
+    story.wait(lambda: story.finished(2), 300, "VM 2 created by the playbook")
+    check_vms(ec2, {FIRST, SECOND}, key, group)
+    assert booter.problems == {FIRST: [], SECOND: []}
+    story.wait(lambda: story.replicas(SERVICE) == 5, 240, "nginx's replicas up to 5")
+    moved = story.hosts(SERVICE, SECOND, {FIRST, SECOND})
+    assert len(moved) == 1
+    assert story.daemon.api("GET", f"/v1/apps/{APP}/status").json()["pending_operations"] == []
+    shown = story.status()
+    assert f"node group {GROUP}: last runner event: task: " in shown, shown
+    for name, vm in group_instances(ec2, APP, GROUP).items():
         assert f"{name} ({vm['InstanceId']}, running" in shown, shown
 
-    # 2 -> 1: the newest VM's Node is cordoned and drained (its pod evicted), deleted, then the
-    # VM terminated
-    core = client.CoreV1Api(kube.admin())
-    core.create_namespaced_pod("default", {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nginx-2"},
-        "spec": {"nodeName": "worker-node-vms-2",
-                 "containers": [{"name": "nginx", "image": "nginx"}]}})
-    wait_for(lambda: core.read_namespaced_pod("nginx-2", "default").status.phase == "Running",
-             60, "the pod to run on worker-node-vms-2")
-    with Watcher(kube) as watcher:
-        prometheus.set(WANTED, 1)
-        wait_for(lambda: finished(daemon, 1) or daemon.events("action_failed"), 180,
-                 "the 2 -> 1 operation to end")
-    assert daemon.events("action_failed") == [], daemon.events("action_failed")
-    assert set(group_instances(ec2, "vms", "worker-node")) == {"worker-node-vms-1"}
-    assert set(group_instances(ec2, "vms", "worker-node", ("terminated",))) == {"worker-node-vms-2"}
-    assert node_names(kube) == {"worker-node-vms-1"}
-    assert watcher.cordoned("worker-node-vms-2") and not watcher.cordoned("worker-node-vms-1")
-    assert watcher.evicted("default", "nginx-2")
-    assert "nginx-2" not in {p.metadata.name for p in core.list_namespaced_pod("default").items}
-    shown = daemon.cli("status", "vms").stdout
-    assert "worker-node-vms-1 (" in shown and "worker-node-vms-2" not in shown, shown
+    # load falls: 5 -> 4 replicas (the pods doubled up on the first VM go first), then the
+    # newest VM drained: its pod evicted and placed back on the first VM, Node and VM deleted
+    story.mark("load falls: no connections")
+    load.set(SERVICE, ACCEPTED, 0.0)
+    story.wait(lambda: story.replicas(SERVICE) <= 4, 300, "nginx's replicas down to 4")
+    story.wait(lambda: len(story.finished(1)) == 2, 300, "VM 2 removed by the playbook")
+    assert set(group_instances(ec2, APP, GROUP)) == {FIRST}
+    assert set(group_instances(ec2, APP, GROUP, ("terminated",))) == {SECOND}
+    story.drained(SERVICE, SECOND, FIRST, moved)
+
+
+def check_vms(ec2: Any, names: set[str], key: str, group: str) -> None:
+    """The group's running VMs are `names`, tagged, with the ADT's key pair and group."""
+    vms = group_instances(ec2, APP, GROUP)
+    assert set(vms) == names
+    for name, vm in vms.items():
+        tags = {t["Key"]: t["Value"] for t in vm["Tags"]}
+        assert tags["micado.eu/app"] == APP and tags["micado.eu/group"] == GROUP
+        assert tags["micado.eu/index"] == name.rsplit("-", 1)[1]
+        assert (vm["KeyName"], [g["GroupId"] for g in vm["SecurityGroups"]]) == (key, [group])

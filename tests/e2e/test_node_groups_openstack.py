@@ -1,19 +1,32 @@
 """The flagship end to end on OpenStack: MiCADO's stressng ADT (examples/micado/stressng_nova.yaml,
-its placeholders filled in for the test cloud, its scaling rules untouched) through the
-controller daemon in its own process, which runs the real `micado.core.scale_nodes` through
-ansible-runner against real Nova (openstack_fixture.py: Keystone, Placement, Nova with its fake
-hypervisor, Glance, Neutron from PyPI on loopback) with the fixture's clouds.yaml.
+its placeholders filled in for the test cloud, its scaling rules untouched) submitted to the
+controller daemon in its own process, as the controller's own ServiceAccount on the real control
+plane (tests/kube/cluster.py: the real scheduler places the pods, kwok stands in for the
+kubelets). The daemon runs the real `micado.core.scale_nodes` through ansible-runner against
+real Nova (openstack_fixture.py: Keystone, Placement, Nova with its fake hypervisor, Glance,
+Neutron from PyPI on loopback) with the fixture's clouds.yaml; the VMs join through
+cloud_node_openstack_harness.NovaBooter, which checks each one's user-data join (the bootstrap
+token authenticates on the API server) and registers its Node as a kubelet would.
 
-The load is the ADT's own alerts (node_overloaded, service_overloaded, ...), which the fake
-Prometheus (tests/fakes/prometheus_api.py) fires as a test says, as in
-test_node_groups_ec2.py; the Kubernetes API is tests/fakes/kube_api.py, and the VMs join through
-cloud_node_openstack_harness.NovaBooter, which checks each one's user-data first.
+The load is the nodes' and stressng's CPU, `container_cpu_usage_seconds_total` as cAdvisor
+labels it (id="/" for a node, pod=... for a container), counters a real Prometheus scrapes from
+one exporter per node whose rates the test sets (tests/e2e/flagship.py); the ADT's own alerts
+(node_overloaded, service_overloaded, ... with their `for:`) fire in Prometheus. The one
+addition to the ADT besides its placeholders: stressng's `host` requirement on worker-node
+(compiled into nodeAffinity), so the scheduler may place it only on the group's VMs.
 
-min_instances 1: the first VM at deploy; load rises -> the node rule adds a second VM (after
-the ADT's 60 s of stability) -> its Node joins -> the container rule (replicas only up to the
-node count) raises stressng's replicas to 2; load falls -> replicas back to 1 and, 60 s after,
-the newest VM's Node is drained and deleted, then the server. No secret (OpenStack passwords,
-the Kubernetes token, the join token) lands in any file of the state dir.
+The timeline: one VM at deploy (min_instances 1), its Node Ready, stressng's pod scheduled
+there; load rises (node and service CPU 90 %) -> node_overloaded -> the node rule adds a VM
+(the first VM's CPU falls once it is decided: the work spreads) -> its Node Ready -> the
+container rule (replicas only up to the node count) raises stressng to 2 replicas and the
+scheduler places the new pod on the new VM; load falls. The ADT's rules take the nodes' CPU and
+the service's apart: the nodes' falls first, so the node rule removes the newest VM while its
+pod still runs there (else the service's rule, whose alert waits 30 s where the node's waits
+60 s, would remove that pod first and the drain would have nothing to evict): its Node
+cordoned, the pod evicted (watched) and placed back on the first VM, the Node deleted, the
+server deleted; then the service's CPU falls and replicas go back to 1. No secret (the OpenStack
+passwords, the controller's Kubernetes token, the join tokens) lands in any file of the state
+dir.
 """
 
 from __future__ import annotations
@@ -23,8 +36,6 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.fakes.kube_api import FakeKubeApi
-from tests.integration.cloud_node_harness import write_kubeconfig
 from tests.integration.cloud_node_openstack_harness import (
     SERVER_URL,
     NovaBooter,
@@ -33,22 +44,25 @@ from tests.integration.cloud_node_openstack_harness import (
 )
 
 from conftest import REPO
-from e2e.daemon_harness import Daemon, wait_for
-from fakes.prometheus_api import FakePrometheus
+from e2e.flagship import Flagship, flagship, join_secrets, kubeconfig_token, leaks, pinned_adt
 from integration.openstack_fixture import OpenStackCloud
+from kube.cluster import KubeCluster
+from kube.node_join import ClusterJoining, ca_pem
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
-ADMIN_TOKEN = "micado-os-e2e-admin-bearer-token-0123456789"
 EXAMPLE = REPO / "examples" / "micado" / "stressng_nova.yaml"
-APP = "stress"
-GROUP = "worker-node"
+APP, GROUP, SERVICE = "stress", "worker-node", "stressng"
+FIRST, SECOND = f"{GROUP}-{APP}-1", f"{GROUP}-{APP}-2"
+CPU = "container_cpu_usage_seconds_total"  # cAdvisor's counter, what the ADT's alerts rate
+HIGH, MID, LOW = 0.9, 0.45, 0.1  # CPU seconds a second: above 60 %, between, below 25 %
 
 
 def example_adt(cloud: OpenStackCloud, key_name: str) -> str:
-    """stressng_nova.yaml with its placeholders filled in for the test cloud (rules as they are)."""
+    """stressng_nova.yaml with its placeholders filled in for the test cloud, stressng hosted
+    on worker-node."""
     conn = cloud.connect("project")
-    adt = yaml.safe_load(EXAMPLE.read_text())
+    adt = pinned_adt(yaml.safe_load(EXAMPLE.read_text()), SERVICE, GROUP)
     worker = adt["topology_template"]["node_templates"][GROUP]
     default = next(g for g in conn.network.security_groups(name="default")
                    if g.project_id == conn.current_project_id)
@@ -61,111 +75,96 @@ def example_adt(cloud: OpenStackCloud, key_name: str) -> str:
     return yaml.safe_dump(adt, sort_keys=False)
 
 
-def node_names(kube: FakeKubeApi) -> set[str]:
-    return {name for (_g, plural, _ns, name) in kube.objects if plural == "nodes"}
+def cpu(story: Flagship, node: str, used: float, service: float | None = None) -> None:
+    """A node's CPU (id="/"), and stressng's on it when given."""
+    story.load.set(node, CPU, used, id="/")
+    if service is not None:
+        story.load.set(node, CPU, service, id=f"/kubepods/{SERVICE}", pod=SERVICE,
+                       container=SERVICE)
 
 
-def replicas(kube: FakeKubeApi) -> int | None:
-    for (_g, plural, _ns, name), obj in list(kube.objects.items()):
-        if plural == "deployments" and name.startswith("stressng"):
-            return int(obj.get("spec", {}).get("replicas", 1))
-    return None
-
-
-def finished(daemon: Daemon, nodes: int) -> list[dict[str, Any]]:
-    return [e for e in daemon.events("action") if f"done, {nodes} nodes" in e["message"]]
-
-
-def test_stressng_on_nova_scales_vms_and_replicas_both_ways(
-        openstack_cloud: OpenStackCloud, tmp_path: Path) -> None:
+def test_stressng_on_nova_scales_vms_and_replicas_with_its_load(
+        openstack_cloud: OpenStackCloud, kube_cluster: KubeCluster, tmp_path: Path) -> None:
     conn, admin = openstack_cloud.connect("project"), openstack_cloud.connect("admin")
     delete_all_servers(conn)
     labels = {"micado.eu/node_type": GROUP, "micado.eu/app": APP}
+    kubeconfig = kube_cluster.controller_kubeconfig
     key = conn.compute.create_keypair(name="micado-e2e")
     try:
-        with FakePrometheus() as prometheus, FakeKubeApi() as kube, \
-                NovaBooter(ec2=None, kube=kube, server_url=SERVER_URL, labels=labels,
-                           admin=admin) as booter:
-            kubeconfig = write_kubeconfig(tmp_path / "nodes-kubeconfig", kube.url, ADMIN_TOKEN)
-            daemon = Daemon(tmp_path, kube.url, prometheus.url, tmp_path / "rules",
-                            tmp_path / "targets", tick_seconds=2.0,
-                            nodes={"server_url": SERVER_URL, "kubeconfig": str(kubeconfig),
-                                   "collections_path": str(REPO / "collections"),
-                                   "clouds_yaml": str(openstack_cloud.clouds_yaml),
-                                   "os_cloud": "project", "ready_timeout": 300,
-                                   "drain_timeout": 60,
-                                   "backoff_seconds": 5, "backoff_max_seconds": 10})
-            daemon.start()
-            try:
-                run_scenario(daemon, tmp_path, openstack_cloud, key.name, conn, kube,
-                             prometheus)
-                assert daemon.stop() == 0
-            finally:
-                daemon.kill()
+        with NovaBooter(ec2=None, kube=ClusterJoining(kube_cluster), server_url=SERVER_URL,
+                        labels=labels, ca_pem=ca_pem(kubeconfig), admin=admin) as booter, \
+                flagship(kube_cluster, tmp_path, APP, GROUP, {
+                    "server_url": SERVER_URL, "collections_path": str(REPO / "collections"),
+                    "clouds_yaml": str(openstack_cloud.clouds_yaml), "os_cloud": "project",
+                    "ready_timeout": 300, "drain_timeout": 60,
+                    "backoff_seconds": 5, "backoff_max_seconds": 10}) as story:
+            run_scenario(story, tmp_path, openstack_cloud, key.name, conn)
             tokens = set(booter.tokens)
             problems = dict(booter.problems)
     finally:
         delete_all_servers(conn)
         conn.compute.delete_keypair(key)
-    assert problems == {f"{GROUP}-{APP}-1": [], f"{GROUP}-{APP}-2": []}
+    assert problems == {FIRST: [], SECOND: []}
     assert len(tokens) == 2  # one short-lived join token per scale-out run
     secrets = {"OpenStack user password": openstack_cloud.user_password,
                "OpenStack admin password": openstack_cloud.admin_password,
-               "Kubernetes admin token": ADMIN_TOKEN}
-    for token in tokens:
-        secrets[f"join token {token[-6:]}"] = token.rpartition("::")[2]
-    files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
-    assert any(p.name == "command" for p in files)
-    leaks = [f"{what} in {p.relative_to(tmp_path)}" for p in files
-             for what, secret in secrets.items() if secret.encode() in p.read_bytes()]
-    assert leaks == []
+               "controller's Kubernetes token": kubeconfig_token(kubeconfig),
+               **join_secrets(tokens)}
+    assert leaks(tmp_path / "state", secrets) == []
 
 
-def run_scenario(daemon: Daemon, tmp_path: Path, cloud: OpenStackCloud, key: str, conn: Any,
-                 kube: FakeKubeApi, prometheus: FakePrometheus) -> None:
-    first, second = f"{GROUP}-{APP}-1", f"{GROUP}-{APP}-2"
+def decided(story: Flagship, desired: int) -> list[dict[str, Any]]:
+    """The node rule's decisions to make the group `desired` VMs."""
+    return [e for e in story.daemon.events("operation")
+            if f"node group {GROUP} -> {desired}:" in e["message"]]
+
+
+def run_scenario(story: Flagship, tmp_path: Path, cloud: OpenStackCloud, key: str,
+                 conn: Any) -> None:
+    cpu(story, FIRST, MID, MID)
     adt = tmp_path / "app.yaml"
     adt.write_text(example_adt(cloud, key))
-    started = daemon.cli("start", str(adt), "--id", APP)
+    started = story.daemon.cli("start", str(adt), "--id", APP)
     assert started.returncode == 0, started.stderr
 
-    # deploy: min_instances 1 -> one server, ACTIVE, tagged, its Node joins
-    wait_for(lambda: finished(daemon, 1) or daemon.events("action_failed"), 600,
-             "the 0 -> 1 operation to end")
-    assert daemon.events("action_failed") == [], daemon.events("action_failed")
+    # deploy: min_instances 1 -> one server, ACTIVE, tagged, its Node Ready, stressng there
+    story.wait(lambda: story.finished(1), 600, "VM 1 created by the playbook")
     servers = group_servers(conn, APP, GROUP)
-    assert set(servers) == {first}
-    assert servers[first].status == "ACTIVE" and servers[first].key_name == key
-    assert servers[first].metadata["micado.eu:index"] == "1"
-    assert node_names(kube) == {first}
-    assert replicas(kube) == 1
+    assert set(servers) == {FIRST}
+    assert servers[FIRST].status == "ACTIVE" and servers[FIRST].key_name == key
+    assert servers[FIRST].metadata["micado.eu:index"] == "1"
+    assert story.hosts(SERVICE, FIRST, {FIRST})  # its one pod
+    assert story.replicas(SERVICE) == 1
 
-    # load rises: the node rule adds a VM once the group has been stable for 60 s (the
-    # container rule adds no replica while there is one node per replica)
-    prometheus.fire(APP, "node_overloaded", "service_overloaded")
-    wait_for(lambda: finished(daemon, 2) or daemon.events("action_failed"), 600,
-             "the 1 -> 2 operation to end")
-    assert daemon.events("action_failed") == [], daemon.events("action_failed")
-    # the new VM took the nodes' load (else the rule adds a third 60 s after): the service is
-    # still overloaded, and with two nodes the container rule adds a replica
-    prometheus.fire(APP, "service_overloaded")
-    assert set(group_servers(conn, APP, GROUP)) == {first, second}
-    assert node_names(kube) == {first, second}
-    wait_for(lambda: replicas(kube) == 2, 120, "stressng's replicas to rise to 2")
-    shown = daemon.cli("status", APP).stdout
+    # load rises: node_overloaded (1 min) -> a second VM; the service rule adds no replica
+    # while there is one node per replica
+    story.mark("load rises: node and stressng CPU 90 %")
+    cpu(story, FIRST, HIGH, HIGH)
+    story.wait(lambda: decided(story, 2), 300, "the node rule decides on 2 VMs")
+    cpu(story, FIRST, MID, HIGH)  # the work spreads to the new VM: no third one
+    cpu(story, SECOND, MID)
+    assert story.replicas(SERVICE) == 1
+    story.wait(lambda: story.finished(2), 600, "VM 2 created by the playbook")
+    assert set(group_servers(conn, APP, GROUP)) == {FIRST, SECOND}
+    story.wait(lambda: story.replicas(SERVICE) == 2, 240, "stressng's replicas up to 2")
+    moved = story.hosts(SERVICE, SECOND, {FIRST, SECOND})
+    assert len(moved) == 1
+    cpu(story, FIRST, MID, MID)  # two replicas share the service's load
+    shown = story.status()
     assert f"node group {GROUP}: last runner event: task: " in shown, shown
     for name, server in group_servers(conn, APP, GROUP).items():
         assert f"{name} ({server.id}, active" in shown, shown
 
-    # load falls: replicas back to 1, then (60 s stable) the newest VM drained and deleted
-    prometheus.fire(APP, "node_underloaded", "service_underloaded")
-    wait_for(lambda: replicas(kube) == 1, 120, "stressng's replicas to fall to 1")
-    wait_for(lambda: len(finished(daemon, 1)) >= 2 or daemon.events("action_failed"), 600,
-             "the 2 -> 1 operation to end")
-    assert daemon.events("action_failed") == [], daemon.events("action_failed")
-    assert set(group_servers(conn, APP, GROUP)) == {first}
-    assert node_names(kube) == {first}
-    assert [r for r in kube.requests
-            if r.method == "PATCH" and r.path == f"/api/v1/nodes/{second}"], "no cordon"
-    shown = daemon.cli("status", APP).stdout
-    assert f"{first} (" in shown and second not in shown, shown
+    # load falls, the nodes' first: node_underloaded (1 min) -> the newest VM drained
+    story.mark("load falls: node CPU 10 %")
+    cpu(story, FIRST, LOW)
+    cpu(story, SECOND, LOW)
+    story.wait(lambda: len(story.finished(1)) == 2, 600, "VM 2 removed by the playbook")
+    assert set(group_servers(conn, APP, GROUP)) == {FIRST}
+    story.drained(SERVICE, SECOND, FIRST, moved)
+    assert len(story.running_on(SERVICE, FIRST)) == 2
+
+    # then the service's: service_underloaded (30 s) -> one replica
+    story.mark("load falls: stressng CPU 10 %")
+    cpu(story, FIRST, LOW, LOW)
+    story.wait(lambda: story.replicas(SERVICE) == 1, 180, "stressng's replicas down to 1")
