@@ -226,3 +226,49 @@ def test_bad_request_fails_clearly_before_any_cloud_call(cloud: Any, extravars: 
     assert not any(e.get("event_data", {}).get("task", "").startswith("List the group")
                    for e in result.events)
     assert cloud.servers() == {}
+
+
+def test_list_mode_reports_every_micado_vm_of_the_project_and_changes_nothing(
+        cloud: Any, openstack_cloud: OpenStackCloud) -> None:
+    """The reconciliation's view (cloud_node_mode: list): every server of the project with
+    MiCADO's metadata, whatever its app or group, read from the metadata keys micado.eu:*."""
+    from tests.integration.cloud_node_harness import changed_tasks, stats_of
+
+    assert_ok(cloud.scale(1))
+    # another app's server (made by another controller run) and a server MiCADO did not make
+    conn = cloud.conn
+    image = conn.image.find_image(openstack_cloud.image)
+    flavor = conn.compute.find_flavor(openstack_cloud.flavor)
+    network = conn.network.find_network(openstack_cloud.network)
+    made = [conn.compute.create_server(
+        name=name, image_id=image.id, flavor_id=flavor.id, networks=[{"uuid": network.id}],
+        metadata=metadata) for name, metadata in (
+            ("db-other-3", {"micado.eu:app": "other", "micado.eu:group": "db",
+                            "micado.eu:index": "3"}),
+            ("by-hand", {"owner": "someone"}))]
+    for server in made:
+        conn.compute.wait_for_server(server, wait=120)
+    micado_servers = {s.id: s for s in conn.compute.servers()
+                      if "micado.eu:app" in (s.metadata or {})}
+    secrets = {k for k in cloud.kube.objects if k[1] == "secrets"}
+    requests_before = len(cloud.kube.requests)
+
+    result = cloud.scale(0, cloud_node_mode="list")
+
+    assert_ok(result)
+    assert changed_tasks(result) == []
+    stats = stats_of(result)
+    listed = {(n["name"], n["app"], n["group"], n["index"], n["state"])
+              for n in stats["micado_nodes"]}
+    # the project may hold other tests' servers: the two of this test, and exactly Nova's list
+    assert {("worker-shop-1", "shop", "worker", 1, "active"),
+            ("db-other-3", "other", "db", 3, "active")} <= listed
+    assert {n["id"] for n in stats["micado_nodes"]} == set(micado_servers)
+    assert "by-hand" not in {n["name"] for n in stats["micado_nodes"]}
+    assert stats["micado_node_count"] == len(micado_servers)
+    assert all(n["address"].startswith("10.77.0.") for n in stats["micado_nodes"]), stats
+    assert set(cloud.servers()) == {"worker-shop-1"}
+    assert {s.id for s in conn.compute.servers()} >= {s.id for s in made}
+    assert {k for k in cloud.kube.objects if k[1] == "secrets"} == secrets
+    assert node_names(cloud.kube) == {"worker-shop-1"}
+    assert [r.method for r in cloud.kube.requests[requests_before:]] == []

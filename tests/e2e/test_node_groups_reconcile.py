@@ -1,0 +1,424 @@
+"""Reconciliation end to end, on EC2 and on OpenStack: the controller daemon runs the real
+`micado.core.scale_nodes` against the cloud (EC2: moto's server on loopback, one per test;
+OpenStack: real Nova, Neutron, Glance, Keystone from PyPI, openstack_fixture.py) and a
+Kubernetes API (tests/fakes/kube_api.py: it can hold an eviction on demand, which a real server
+cannot); VMs "boot" and join through cloud_node_harness.Booter (NovaBooter on OpenStack).
+
+One scenario code for both clouds; a small adapter per cloud (`Ec2`, `Nova`) makes its part of
+the world, the ADT's compute node and the look at the cloud (the group's VMs by tag or
+metadata). Each test's app has its own name and the OpenStack project is shared with other
+tests: a test looks only at its app's servers and removes them at the end.
+
+- kill -9 of the controller's whole process tree (as systemd kills a unit's cgroup) mid
+  scale-out, after the create calls, and mid drain, then a restart: exactly the desired
+  VMs, by tag, no orphan, no duplicate, and the Nodes to match;
+- deleting the app removes its VMs (drained first) and the controller forgets the group;
+- a group Node NotReady past the policy's `node_unreachable_timeout` is replaced; a static
+  node NotReady is only reported;
+- `micado status` shows the group's VMs from the store right after a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import psutil
+import pytest
+import requests
+from tests.fakes.kube_api import FakeKubeApi
+from tests.integration.cloud_node_harness import (
+    AMI,
+    REGION,
+    Booter,
+    ec2_client,
+    moto_server,
+    write_kubeconfig,
+)
+from tests.integration.cloud_node_openstack_harness import NovaBooter
+
+from conftest import REPO, prerequisite
+from e2e.daemon_harness import Daemon, wait_for
+from fakes.prometheus_api import FakePrometheus
+from integration.openstack_fixture import OpenStackCloud, openstack_cloud_fixture  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+HAVE = all(importlib.util.find_spec(m) for m in ("moto", "ansible_runner", "boto3"))
+SERVER_URL = "https://10.1.0.1:6443"
+WANTED = "micado_reconcile_wanted_nodes"
+WAIT = 300.0  # an upper bound for a wait under load, never an assertion about speed
+GROUP = "worker-node"
+ADT = """\
+tosca_definitions_version: tosca_simple_yaml_1_2
+imports:
+  - https://raw.githubusercontent.com/micado-scale/tosca/develop/micado_types.yaml
+topology_template:
+  node_templates:
+    web:
+      type: tosca.nodes.MiCADO.Container.Application.Docker.Deployment
+      properties:
+        image: nginx:1.25
+    worker-node:
+{compute}
+      interfaces:
+        Occopus:
+          create:
+            inputs:
+              endpoint: {endpoint}
+  policies:
+    - scalability:
+        type: tosca.policies.Scaling.MiCADO
+        targets: [ worker-node ]
+        properties:
+          queries:
+            WANTED: {wanted}
+          min_instances: 0
+          max_instances: 3
+          node_unreachable_timeout: 5s
+          scaling_rule: |
+            m_node_count = WANTED
+"""
+
+
+class Cloud(Protocol):
+    """What the scenarios need of a cloud: its ADT part, its config and a look at its VMs."""
+
+    endpoint: str
+
+    def compute(self) -> str:
+        """The ADT's worker-node type and properties (indented for ADT)."""
+
+    def nodes_config(self) -> dict[str, Any]:
+        """The cloud's part of the controller's `nodes:` section."""
+
+    def booter(self, kube: FakeKubeApi, labels: dict[str, str]) -> Booter:
+        """A booter that turns this cloud's running VMs into Nodes."""
+
+    def vms(self, app: str, states: str = "live") -> list[tuple[str, str]]:
+        """(name, id) of the group's VMs in `states` (live | gone), by tag or metadata."""
+
+    def micado_vms(self, app: str) -> list[str]:
+        """Names of every live VM this test may have made: an orphan or duplicate shows here."""
+
+    def delete_by_hand(self, vm_id: str) -> None:
+        """The VM deleted in the cloud's console, not through MiCADO."""
+
+
+@dataclass
+class Ec2:
+    """moto's EC2, private to the test: every tagged instance of the region is the test's."""
+
+    endpoint: str
+    ec2: Any
+    credentials: Path
+
+    def compute(self) -> str:
+        return ("      type: tosca.nodes.MiCADO.EC2.Compute\n      properties:\n"
+                f"        region_name: {REGION}\n        image_id: {AMI}\n"
+                "        instance_type: t2.micro")
+
+    def nodes_config(self) -> dict[str, Any]:
+        return {"aws_credentials_file": str(self.credentials)}
+
+    def booter(self, kube: FakeKubeApi, labels: dict[str, str]) -> Booter:
+        return Booter(ec2=self.ec2, kube=kube, server_url=SERVER_URL, labels=labels)
+
+    def vms(self, app: str, states: str = "live") -> list[tuple[str, str]]:
+        wanted = ["pending", "running"] if states == "live" else ["shutting-down", "terminated"]
+        found = self.ec2.describe_instances(Filters=[
+            {"Name": "tag:micado.eu/app", "Values": [app]},
+            {"Name": "tag:micado.eu/group", "Values": [GROUP]},
+            {"Name": "instance-state-name", "Values": wanted}])
+        return sorted((next(t["Value"] for t in i["Tags"] if t["Key"] == "Name"),
+                       i["InstanceId"]) for r in found["Reservations"] for i in r["Instances"])
+
+    def micado_vms(self, app: str) -> list[str]:
+        found = self.ec2.describe_instances(Filters=[
+            {"Name": "tag-key", "Values": ["micado.eu/app"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+        return sorted(next(t["Value"] for t in i["Tags"] if t["Key"] == "Name")
+                      for r in found["Reservations"] for i in r["Instances"])
+
+    def delete_by_hand(self, vm_id: str) -> None:
+        self.ec2.terminate_instances(InstanceIds=[vm_id])
+
+
+@dataclass
+class Nova:
+    """The session's OpenStack project, shared: only the test's app's servers are looked at."""
+
+    cloud: OpenStackCloud
+    conn: Any
+    admin: Any
+
+    @property
+    def endpoint(self) -> str:
+        return self.cloud.auth_url
+
+    def compute(self) -> str:
+        return ("      type: tosca.nodes.MiCADO.Nova.Compute\n      properties:\n"
+                f"        image_id: {self.cloud.image}\n        flavor_name: {self.cloud.flavor}\n"
+                f"        network_id: {self.cloud.network}\n"
+                f"        project_id: {self.conn.current_project_id}")
+
+    def nodes_config(self) -> dict[str, Any]:
+        return {"clouds_yaml": str(self.cloud.clouds_yaml), "os_cloud": "project"}
+
+    def booter(self, kube: FakeKubeApi, labels: dict[str, str]) -> Booter:
+        return NovaBooter(ec2=None, kube=kube, server_url=SERVER_URL, labels=labels,
+                          admin=self.admin)
+
+    def vms(self, app: str, states: str = "live") -> list[tuple[str, str]]:
+        # a deleted server keeps its name and id in Nova's records, which admins can list
+        gone = {"deleted_only": True} if states == "gone" else {}
+        servers = self.admin.compute.servers(all_projects=True, **gone,
+                                             project_id=self.conn.current_project_id)
+        prefix = f"{GROUP}-{app}-"
+        return sorted((s.name, s.id) for s in servers if s.name.startswith(prefix) and (
+            states == "gone" or (s.metadata or {}).get("micado.eu:group") == GROUP))
+
+    def micado_vms(self, app: str) -> list[str]:
+        return sorted(s.name for s in self.conn.compute.servers()
+                      if (s.metadata or {}).get("micado.eu:app") == app)
+
+    def delete_by_hand(self, vm_id: str) -> None:
+        self.conn.compute.delete_server(vm_id)
+
+    def remove_app(self, app: str) -> None:
+        """What a failed test left of its app in the shared project."""
+        left = [s for s in self.conn.compute.servers()
+                if (s.metadata or {}).get("micado.eu:app") == app]
+        for server in left:
+            self.conn.compute.delete_server(server)
+        for server in left:
+            self.conn.compute.wait_for_delete(server, wait=120)
+
+
+@dataclass
+class World:
+    """The cloud, the fake Kubernetes API and Prometheus, the booter and the daemon over them."""
+
+    tmp: Path
+    app: str
+    cloud: Cloud
+    kube: FakeKubeApi
+    prometheus: FakePrometheus
+    booter: Booter
+    daemon: Daemon
+
+    def name(self, index: int) -> str:
+        return f"{GROUP}-{self.app}-{index}"
+
+    def start_app(self, wanted: int) -> None:
+        self.prometheus.set(WANTED, wanted)
+        adt = self.tmp / "app.yaml"
+        adt.write_text(ADT.format(compute=self.cloud.compute(), endpoint=self.cloud.endpoint,
+                                  wanted=WANTED))
+        started = self.daemon.cli("start", str(adt), "--id", self.app)
+        assert started.returncode == 0, started.stderr
+
+    def vms(self) -> dict[str, str]:
+        """The group's live VMs: name -> id."""
+        return dict(self.cloud.vms(self.app))
+
+    def gone(self) -> list[str]:
+        """Names of the group's VMs deleted or terminated so far, one entry per VM."""
+        return [name for name, _id in self.cloud.vms(self.app, "gone")]
+
+    def all_micado_vms(self) -> list[str]:
+        return self.cloud.micado_vms(self.app)
+
+    def nodes(self) -> set[str]:
+        return {name for (_g, plural, _ns, name) in self.kube.objects if plural == "nodes"}
+
+    def done(self, nodes: int) -> list[dict[str, Any]]:
+        return [e for e in self.daemon.events("action") if f"done, {nodes} nodes"
+                in e["message"]]
+
+    def reconciled(self, text: str) -> list[dict[str, Any]]:
+        return [e for e in self.daemon.events("reconcile") if text in e["message"]]
+
+
+@contextlib.contextmanager
+def ec2_cloud(tmp_path: Path) -> Iterator[Ec2]:
+    prerequisite(HAVE, "moto[server], ansible-runner and boto3 (pip install -e '.[test]')")
+    credentials = tmp_path / "aws-credentials"
+    credentials.write_text("[default]\naws_access_key_id = AKIARECONCILE\n"
+                           "aws_secret_access_key = reconcile-secret\n")
+    credentials.chmod(0o600)
+    with moto_server(tmp_path / "moto.log") as endpoint:
+        requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
+        yield Ec2(endpoint, ec2_client(endpoint), credentials)
+
+
+@contextlib.contextmanager
+def nova_cloud(request: pytest.FixtureRequest, app: str) -> Iterator[Nova]:
+    cloud: OpenStackCloud = request.getfixturevalue("openstack_cloud")
+    nova = Nova(cloud, cloud.connect("project"), cloud.connect("admin"))
+    try:
+        yield nova
+    finally:
+        nova.remove_app(app)
+
+
+@pytest.fixture(params=["ec2", "openstack"])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    app = "vms" + uuid.uuid4().hex[:4]  # the OpenStack project is shared with other tests
+    labels = {"micado.eu/node_type": GROUP, "micado.eu/app": app}
+    with contextlib.ExitStack() as stack:
+        cloud: Cloud = stack.enter_context(
+            ec2_cloud(tmp_path) if request.param == "ec2" else nova_cloud(request, app))
+        prometheus = stack.enter_context(FakePrometheus())
+        kube = stack.enter_context(FakeKubeApi())
+        booter = stack.enter_context(cloud.booter(kube, labels))
+        kubeconfig = write_kubeconfig(tmp_path / "nodes-kubeconfig", kube.url, "admin")
+        daemon = Daemon(tmp_path, kube.url, prometheus.url, tmp_path / "rules",
+                        tmp_path / "targets", tick_seconds=1.0,
+                        nodes={"server_url": SERVER_URL, "kubeconfig": str(kubeconfig),
+                               "collections_path": str(REPO / "collections"),
+                               **cloud.nodes_config(),
+                               "ready_timeout": 120, "drain_timeout": 60,
+                               "reconcile_seconds": 5,
+                               "backoff_seconds": 1, "backoff_max_seconds": 2})
+        daemon.start()
+        stack.callback(kill_tree, daemon)
+        yield World(tmp_path, app, cloud, kube, prometheus, booter, daemon)
+
+
+def kill_tree(daemon: Daemon) -> None:
+    """SIGKILL the controller and every process under it at once, as systemd stops a unit."""
+    if daemon.process is None or daemon.process.poll() is not None:
+        return
+    root = psutil.Process(daemon.process.pid)
+    with contextlib.suppress(psutil.Error):
+        tree = [root, *root.children(recursive=True)]
+        for process in tree:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+    daemon.process.wait(timeout=30)
+
+
+def test_kill_9_mid_scale_out_ends_with_exactly_the_desired_vms(world: World) -> None:
+    world.booter.hold.set()  # the VMs do not join yet: the run waits for their Nodes
+    world.start_app(2)
+    wait_for(world.vms, WAIT, "the first create call")
+    kill_tree(world.daemon)
+    world.booter.hold.clear()
+    world.daemon.start()
+    wait_for(lambda: world.reconciled("was in flight when the controller stopped: resumed"),
+             WAIT, "the operation resumed")
+    wait_for(lambda: world.done(2), WAIT, "the resumed operation to finish")
+    both = {world.name(1), world.name(2)}
+    wait_for(lambda: world.nodes() == both, WAIT, "both Nodes")
+    assert world.all_micado_vms() == sorted(both)
+    assert world.gone() == []  # none made twice and deleted
+    assert world.daemon.events("action_failed") == []
+    # the VMs shown by `micado status` come from the store: there at once after a restart
+    assert world.daemon.stop() == 0
+    world.daemon.start()
+    shown = world.daemon.cli("status", world.app).stdout
+    ids = world.vms()
+    assert f"VMs (2): {world.name(1)} ({ids[world.name(1)]}" in shown, shown
+
+
+def test_kill_9_mid_drain_then_the_app_deleted_leaves_no_vm(world: World) -> None:
+    world.start_app(2)
+    wait_for(lambda: world.done(2), WAIT, "the 0 -> 2 operation")
+    world.kube.seed({"apiVersion": "v1", "kind": "Pod",
+                     "metadata": {"name": "web-2", "namespace": "default",
+                                  "ownerReferences": [{"apiVersion": "apps/v1",
+                                                       "kind": "ReplicaSet", "name": "web",
+                                                       "uid": "1", "controller": True}]},
+                     "spec": {"nodeName": world.name(2),
+                              "containers": [{"name": "web", "image": "nginx"}]},
+                     "status": {"phase": "Running"}})
+    evicting, release = threading.Event(), threading.Event()
+
+    def hold_evictions(method: str, path: str) -> None:
+        if path.endswith("/eviction"):
+            evicting.set()
+            release.wait(WAIT)
+    world.kube.on_request(hold_evictions)
+    world.prometheus.set(WANTED, 1)
+    wait_for(evicting.is_set, WAIT, "the drain's eviction")
+    kill_tree(world.daemon)
+    release.set()
+    world.daemon.start()
+    wait_for(lambda: world.done(1), WAIT, "the resumed scale-in")
+    assert world.all_micado_vms() == [world.name(1)]
+    assert world.gone() == [world.name(2)]
+    assert world.nodes() == {world.name(1)}
+    assert world.kube.get("", "pods", "default", "web-2") is None
+
+    stopped = world.daemon.cli("stop", world.app)
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: [e for e in world.daemon.events("action")
+                      if "its VMs are removed" in e["message"]], WAIT, "the VMs removed")
+    assert world.all_micado_vms() == []
+    assert world.nodes() == set()
+    assert world.daemon.events("action_failed") == []
+
+
+def test_a_notready_group_node_is_replaced_and_a_static_one_reported(world: World) -> None:
+    world.start_app(1)
+    wait_for(lambda: world.done(1), WAIT, "the 0 -> 1 operation")
+    [old] = world.vms().values()
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    down = [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+             "lastTransitionTime": since}]
+    node = world.kube.get("", "nodes", "", world.name(1))
+    assert node is not None
+    world.kube.seed({**node, "status": {**node["status"], "conditions": down}})
+    world.kube.seed({"apiVersion": "v1", "kind": "Node",
+                     "metadata": {"name": "static-worker", "labels": {}},
+                     "status": {"conditions": down}})
+    wait_for(lambda: world.reconciled("NotReady for more than 5 s: drained, deleted and "
+                                      "replaced"), WAIT, "the replacement")
+    wait_for(lambda: [e for e in world.daemon.events("action") if "done, 1 nodes"
+                      in e["message"]][1:], WAIT, "the replacement to finish")
+    [new] = world.vms().values()
+    assert new != old
+    assert world.gone() == [world.name(1)]
+    wait_for(lambda: (world.kube.get("", "nodes", "", world.name(1)) or {}).get(
+        "status", {}).get("conditions", [{}])[0].get("status") == "True", WAIT,
+        "the new Node Ready")
+    assert world.all_micado_vms() == [world.name(1)]
+    reports = world.reconciled("Node static-worker (a static worker or edge node) is NotReady")
+    assert len(reports) == 1
+    assert world.kube.get("", "nodes", "", "static-worker") is not None
+
+
+def test_a_vm_lost_outside_is_made_again_and_a_crash_mid_deletion_leaves_no_orphan(
+        world: World) -> None:
+    world.start_app(2)
+    wait_for(lambda: world.done(2), WAIT, "the 0 -> 2 operation")
+    lost = world.vms()[world.name(2)]
+    world.cloud.delete_by_hand(lost)  # in the cloud's console
+    world.kube.handle("DELETE", f"/api/v1/nodes/{world.name(2)}", None, b"")
+    wait_for(lambda: world.reconciled("1 VMs in the cloud, 2 wanted: resized to 2"), WAIT,
+             "the reconciliation to notice")
+    wait_for(lambda: len(world.done(2)) > 1, WAIT, "the group made whole again")
+    again = world.vms()
+    assert set(again) == {world.name(1), world.name(2)}
+    assert again[world.name(2)] != lost
+
+    stopped = world.daemon.cli("stop", world.app)
+    assert stopped.returncode == 0, stopped.stderr
+    kill_tree(world.daemon)  # before the removal could finish
+    assert world.all_micado_vms() != []
+    world.daemon.start()
+    wait_for(lambda: world.reconciled("of a deleted app (or one that left it): removing"),
+             WAIT, "the orphans found")
+    wait_for(lambda: world.all_micado_vms() == [], WAIT, "the orphans removed")
+    wait_for(lambda: world.reconciled("its VMs are gone") or [
+        e for e in world.daemon.events("action") if "its VMs are removed" in e["message"]],
+        WAIT, "the group forgotten")
+    assert world.nodes() == set()
