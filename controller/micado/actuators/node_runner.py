@@ -384,7 +384,7 @@ class AnsibleNodeActuator:
         project.mkdir(mode=0o700, exist_ok=True)
         if os.path.isabs(playbook):
             project, playbook = Path(playbook).parent, Path(playbook).name
-        envvars = self._envvars()
+        envvars = {**self._envvars(), **_private_temp(run_dir)}
         runner = ansible_runner.interface.init_runner(
             private_data_dir=str(run_dir), project_dir=str(project), playbook=playbook,
             envvars=envvars, quiet=True, rotate_artifacts=1, ident=ident,
@@ -698,6 +698,24 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         os.fchmod(f.fileno(), 0o600)
         f.write(text)
+
+
+def _private_temp(run_dir: Path) -> dict[str, str]:
+    """Ansible's temp and async dirs inside the run's private dir (0700). By default they are
+    under ~/.ansible and ~/.ansible_async: an `async` task's worker daemonizes (its parent is
+    pid 1, not the run) and its command line names only its temp dir, so with the defaults
+    neither killing the run's process tree nor `_kill_leftover_runs` reaches it, and a killed
+    controller's cloud call goes on beside its resumption."""
+    dirs = {"ANSIBLE_REMOTE_TEMP": "remote", "ANSIBLE_LOCAL_TEMP": "local",
+            "ANSIBLE_ASYNC_DIR": "async"}
+    env = {}
+    for name, sub in dirs.items():
+        path = run_dir / "tmp" / sub
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for each in (path.parent, path):
+            each.chmod(0o700)
+        env[name] = str(path)
+    return env
 
 
 def _default_ansible_playbook() -> Path:
