@@ -300,6 +300,23 @@ def test_shutdown_cancels_a_running_operation_and_keeps_it_pending(bed: Bed) -> 
     assert [line.split()[0] for line in bed.log()] == ["start"]
 
 
+def test_shutdown_kills_the_runs_detached_async_call(bed: Bed) -> None:
+    # An `async` worker daemonizes: it is not under ansible-playbook, whose tree the cancel
+    # kills. Left alive, a cancelled create call would race with the retried operation.
+    marker = f"micado-async-{uuid.uuid4().hex}"
+    (bed.root / "async-workers").write_text(marker)
+    op = bed.op("workers", 1)
+    bed.actuator.start(op, group_spec("workers"), [])
+    try:
+        bed.wait("the run's async task", lambda: marked(marker))
+        bed.actuator.close()
+        bed.wait("the run's async call to end", lambda: not marked(marker))
+        assert bed.store.get_operation(op.op_id).pending  # type: ignore[union-attr]
+    finally:
+        for process in marked(marker):  # a failed test leaves nothing running
+            process.kill()
+
+
 def test_two_groups_run_at_once_but_a_group_never_runs_twice(bed: Bed) -> None:
     for name in ("a", "b"):
         (bed.root / f"sleep-{name}").write_text("2")
