@@ -4,14 +4,19 @@ localhost and is told, through files, to fail or to sleep.
 
 Covers: the node count from set_stats; runner events in the event store; failure -> an error
 event, backoff with its reason, then a retry; the maximum provisioning time; shutdown; one run
-per group while two groups run at once; private modes; no secret in any artefact.
+per group while two groups run at once; private modes; no secret in any artefact; a killed
+controller's detached `async` call killed at the next start, nothing of a run in ~/.ansible.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +99,16 @@ def sleeping() -> list[psutil.Process]:
                 found.append(process)
         except psutil.Error:
             continue
+    return found
+
+
+def marked(marker: str) -> list[psutil.Process]:
+    """Every live process with `marker` in its command line, whoever its parent is."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(marker in part for part in process.info.get("cmdline") or []) \
+                and not gone(process):
+            found.append(process)
     return found
 
 
@@ -285,6 +300,23 @@ def test_shutdown_cancels_a_running_operation_and_keeps_it_pending(bed: Bed) -> 
     assert [line.split()[0] for line in bed.log()] == ["start"]
 
 
+def test_shutdown_kills_the_runs_detached_async_call(bed: Bed) -> None:
+    # An `async` worker daemonizes: it is not under ansible-playbook, whose tree the cancel
+    # kills. Left alive, a cancelled create call would race with the retried operation.
+    marker = f"micado-async-{uuid.uuid4().hex}"
+    (bed.root / "async-workers").write_text(marker)
+    op = bed.op("workers", 1)
+    bed.actuator.start(op, group_spec("workers"), [])
+    try:
+        bed.wait("the run's async task", lambda: marked(marker))
+        bed.actuator.close()
+        bed.wait("the run's async call to end", lambda: not marked(marker))
+        assert bed.store.get_operation(op.op_id).pending  # type: ignore[union-attr]
+    finally:
+        for process in marked(marker):  # a failed test leaves nothing running
+            process.kill()
+
+
 def test_two_groups_run_at_once_but_a_group_never_runs_twice(bed: Bed) -> None:
     for name in ("a", "b"):
         (bed.root / f"sleep-{name}").write_text("2")
@@ -347,3 +379,53 @@ def test_the_operations_of_a_deleted_app_are_dropped(bed: Bed) -> None:
     assert [line for line in bed.log() if line.startswith("start")] == [
         f"start app/workers {running.op_id}", f"start other/vms {other.op_id}"]
     assert bed.actuator.groups("app")[0]["waiting_op"] is None
+
+
+# A controller that starts a run and is then killed with kill -9 by the test below.
+KILLED_CONTROLLER = """
+import sys, time
+from pathlib import Path
+sys.path[:0] = sys.argv[2:]
+from test_node_actuator import group_spec, make_bed
+bed = make_bed(Path(sys.argv[1]))
+bed.actuator.start(bed.op("workers", 1), group_spec("workers"), [])
+time.sleep(600)
+"""
+
+
+def test_a_killed_controllers_async_call_is_killed_at_the_next_start(
+        tmp_path: Path, beds: Callable[..., Bed]) -> None:
+    # The cloud_node role's create calls are `async`: Ansible's async worker daemonizes (parent
+    # pid 1), so only its command line ties it to its run. Once the controller is killed, the
+    # next one must kill it before resuming the operation, else both create VMs.
+    marker = f"micado-async-{uuid.uuid4().hex}"
+    (tmp_path / "async-workers").write_text(marker)
+    home = tmp_path / "home"  # the user's ~: nothing of a run may be left in ~/.ansible
+    home.mkdir()
+    controller = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CONTROLLER, str(tmp_path), str(REPO / "tests"),
+         str(REPO / "tests" / "integration")], env={**os.environ, "HOME": str(home)})
+    try:
+        end = time.monotonic() + WAIT
+        while not (workers := marked(marker)):
+            assert controller.poll() is None, "the controller ended by itself"
+            assert time.monotonic() < end, "the run never reached its async task"
+            time.sleep(0.1)
+        controller.kill()
+        controller.wait()
+        assert all(not gone(p) for p in workers)  # the run outlived its controller
+        bed = beds()  # the next controller, on the same state dir
+        assert bed.actuator.leftovers_killed > 0
+        bed.wait("the killed controller's async call to end", lambda: not marked(marker))
+        assert [line.split()[0] for line in bed.log()] == ["start"]
+        left = [*(home / ".ansible" / "tmp").rglob("*"), *(home / ".ansible_async").rglob("*")]
+        assert left == []
+        run_tmp = next((tmp_path / "nodes").rglob("op*-1/tmp"))
+        assert {p.name for p in run_tmp.iterdir()} == {"remote", "local", "async"}
+        for directory in (run_tmp, *run_tmp.iterdir()):
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    finally:
+        controller.kill()
+        controller.wait()
+        for process in marked(marker):  # a failed test leaves nothing running
+            process.kill()

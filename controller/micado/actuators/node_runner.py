@@ -19,6 +19,9 @@ Why each rule:
 - at start, runs left over by a controller that was killed (kill -9: ansible-playbook lives in
   a session of its own and outlives it) are killed before anything runs, so an old run and
   its resumption never race on the cloud;
+- Ansible's temp and async dirs are in the run's data dir, not ~/.ansible: an `async` task's
+  worker (the role's create calls) daemonizes, and only its command line, naming them, lets a
+  cancel or the next start find and kill it;
 - the VMs a run reports and its last event are kept in the store too: `micado status` shows
   them after a restart;
 - a group of a deleted app has no operation (they go with the app): its removal is a run of
@@ -384,7 +387,7 @@ class AnsibleNodeActuator:
         project.mkdir(mode=0o700, exist_ok=True)
         if os.path.isabs(playbook):
             project, playbook = Path(playbook).parent, Path(playbook).name
-        envvars = self._envvars()
+        envvars = {**self._envvars(), **_private_temp(run_dir)}
         runner = ansible_runner.interface.init_runner(
             private_data_dir=str(run_dir), project_dir=str(project), playbook=playbook,
             envvars=envvars, quiet=True, rotate_artifacts=1, ident=ident,
@@ -473,6 +476,7 @@ class AnsibleNodeActuator:
             job.killed = job.killed or kill
         if kill and job.data_dir is not None:
             _kill_tree(str(job.data_dir / "inventory"))
+            _kill_detached(str(job.data_dir / "tmp"))  # its `async` workers (daemons)
         return cancel
 
     def _on_event(self, job: _Job, event: dict[str, Any]) -> bool:
@@ -639,12 +643,21 @@ def _kill_tree(marker: str) -> None:
 def _kill_leftover_runs(data_dir: str) -> int:
     """Kill ansible-playbook processes of runs under `data_dir` that no process of ours
     started: a killed controller's runs, which would race with their resumption."""
+    killed = _kill_detached(data_dir)
+    if killed:
+        log.warning("killed %d processes of runs left by a previous controller", killed)
+    return killed
+
+
+def _kill_detached(marker: str) -> int:
+    """Kill, with their trees, the processes naming `marker` that are not under this one:
+    a killed controller's runs, and `async` workers, which daemonize (their parent is pid 1)."""
     mine = {p.pid for p in psutil.Process().children(recursive=True)}
     killed = 0
     for process in psutil.process_iter(["cmdline"]):
         try:
             cmdline = process.info.get("cmdline") or []
-            if process.pid in mine or not any(data_dir in part for part in cmdline):
+            if process.pid in mine or not any(marker in part for part in cmdline):
                 continue
             tree = [process, *process.children(recursive=True)]
         except psutil.Error:
@@ -655,8 +668,6 @@ def _kill_leftover_runs(data_dir: str) -> int:
                 killed += 1
             except psutil.Error:
                 continue
-    if killed:
-        log.warning("killed %d processes of runs left by a previous controller", killed)
     return killed
 
 
@@ -698,6 +709,24 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         os.fchmod(f.fileno(), 0o600)
         f.write(text)
+
+
+def _private_temp(run_dir: Path) -> dict[str, str]:
+    """Ansible's temp and async dirs inside the run's private dir (0700). By default they are
+    under ~/.ansible and ~/.ansible_async: an `async` task's worker daemonizes (its parent is
+    pid 1, not the run) and its command line names only its temp dir, so with the defaults
+    neither killing the run's process tree nor `_kill_leftover_runs` reaches it, and a killed
+    controller's cloud call goes on beside its resumption."""
+    dirs = {"ANSIBLE_REMOTE_TEMP": "remote", "ANSIBLE_LOCAL_TEMP": "local",
+            "ANSIBLE_ASYNC_DIR": "async"}
+    env = {}
+    for name, sub in dirs.items():
+        path = run_dir / "tmp" / sub
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for each in (path.parent, path):
+            each.chmod(0o700)
+        env[name] = str(path)
+    return env
 
 
 def _default_ansible_playbook() -> Path:
