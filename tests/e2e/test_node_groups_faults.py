@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 from tests.fakes.fault_proxy import Fault, FaultProxy
 from tests.fakes.kube_api import FakeKubeApi
 from tests.integration.cloud_node_harness import (
@@ -24,9 +25,9 @@ from tests.integration.cloud_node_harness import (
     write_kubeconfig,
 )
 
-import e2e.test_node_groups_ec2 as ec2_e2e
 from conftest import REPO, prerequisite
 from e2e.daemon_harness import Daemon, wait_for
+from e2e.test_node_groups_ec2 import example_adt
 from fakes.prometheus_api import FakePrometheus
 from integration.openstack_fixture import write_private
 
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.integration
 
 HAVE = all(importlib.util.find_spec(m) for m in ("moto", "ansible_runner", "boto3"))
 SERVER_URL = "https://10.1.0.1:6443"
+WANTED = "micado_faults_wanted_nodes"
 EC2_500 = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error>"
            "<Code>InternalError</Code><Message>injected by the e2e test</Message></Error>"
            "</Errors><RequestID>1</RequestID></Response>")
@@ -53,7 +55,7 @@ def test_ec2_500s_back_the_group_off_and_show_in_events_then_recover(tmp_path: P
         with FakePrometheus() as prometheus, FakeKubeApi() as kube, \
                 Booter(ec2=ec2, kube=kube, server_url=SERVER_URL, labels=labels):
             kubeconfig = write_kubeconfig(tmp_path / "nodes-kubeconfig", kube.url, "e2e-token")
-            prometheus.set(ec2_e2e.WANTED, 1)
+            prometheus.set(WANTED, 1)
             daemon = Daemon(tmp_path, kube.url, prometheus.url, tmp_path / "rules",
                             tmp_path / "targets", tick_seconds=1.0,
                             nodes={"server_url": SERVER_URL, "kubeconfig": str(kubeconfig),
@@ -69,12 +71,28 @@ def test_ec2_500s_back_the_group_off_and_show_in_events_then_recover(tmp_path: P
                 daemon.kill()
 
 
+def wanted_adt(endpoint: str, key_name: str, security_group: str) -> str:
+    """The nginx EC2 ADT (as the flagship fills it in for moto) with the node group's rule
+    replaced by one that takes the size from WANTED: this test is about the cloud failing, not
+    about the load."""
+    adt = yaml.safe_load(example_adt(endpoint, key_name, security_group))
+    policy = next(p["scalability"]["properties"] for p in adt["topology_template"]["policies"]
+                  if "scalability" in p and "worker-node" in p["scalability"]["targets"])
+    policy["queries"]["WANTED"] = WANTED
+    policy.update(min_instances=0, max_instances=3, scaling_rule="m_node_count = WANTED\n")
+    return yaml.safe_dump(adt, sort_keys=False)
+
+
+def finished(daemon: Daemon, nodes: int) -> list[dict[str, Any]]:
+    return [e for e in daemon.events("action") if f"done, {nodes} nodes" in e["message"]]
+
+
 def run_scenario(daemon: Daemon, tmp_path: Path, proxy: FaultProxy, fault: Fault,
                  ec2: Any) -> None:
     key = ec2.create_key_pair(KeyName="micado-faults")["KeyName"]
     group = ec2.create_security_group(GroupName="micado-faults", Description="f")["GroupId"]
     adt = tmp_path / "app.yaml"
-    adt.write_text(ec2_e2e.example_adt(proxy.url, key, group))
+    adt.write_text(wanted_adt(proxy.url, key, group))
     started = daemon.cli("start", str(adt), "--id", "vms")
     assert started.returncode == 0, started.stderr
 
@@ -91,7 +109,7 @@ def run_scenario(daemon: Daemon, tmp_path: Path, proxy: FaultProxy, fault: Fault
 
     # the cloud is back: after the backoff the same operation runs again and succeeds
     proxy.clear()
-    wait_for(lambda: ec2_e2e.finished(daemon, 1), 600, "the retried operation to end")
+    wait_for(lambda: finished(daemon, 1), 600, "the retried operation to end")
     assert set(group_instances(ec2, "vms", "worker-node")) == {"worker-node-vms-1"}
     runs = daemon.events("action_failed")
     assert all("InternalError" in e["message"] for e in runs), runs
