@@ -47,8 +47,9 @@ pytest_plugins = ["kube.cluster", "integration.openstack_fixture"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses the OpenStack services `openstack`: make test runs them in a
-    pytest of their own beside the others (they mostly wait for Nova and ansible-runner)."""
+    """Mark every test that uses the OpenStack services `beside`: make test runs them in a
+    pytest of their own beside the others (they mostly wait for Nova and ansible-runner). The
+    modules that drive a cloud through the daemon mark themselves."""
     for item in items:
         if "openstack_cloud" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.openstack)
+            item.add_marker(pytest.mark.beside)

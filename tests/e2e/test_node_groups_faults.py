@@ -31,7 +31,8 @@ from e2e.test_node_groups_ec2 import example_adt
 from fakes.prometheus_api import FakePrometheus
 from integration.openstack_fixture import write_private
 
-pytestmark = pytest.mark.integration
+# mostly waiting on the cloud and the daemon: make test runs it beside the others
+pytestmark = [pytest.mark.integration, pytest.mark.beside]
 
 HAVE = all(importlib.util.find_spec(m) for m in ("moto", "ansible_runner", "boto3"))
 SERVER_URL = "https://10.1.0.1:6443"

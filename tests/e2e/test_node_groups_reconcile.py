@@ -49,7 +49,8 @@ from e2e.daemon_harness import Daemon, wait_for
 from fakes.prometheus_api import FakePrometheus
 from integration.openstack_fixture import OpenStackCloud
 
-pytestmark = pytest.mark.integration
+# mostly waiting on the clouds and the daemon: make test runs it beside the others
+pytestmark = [pytest.mark.integration, pytest.mark.beside]
 
 HAVE = all(importlib.util.find_spec(m) for m in ("moto", "ansible_runner", "boto3"))
 SERVER_URL = "https://10.1.0.1:6443"
@@ -269,9 +270,7 @@ def nova_cloud(request: pytest.FixtureRequest, app: str) -> Iterator[Nova]:
         nova.remove_app(app)
 
 
-# the OpenStack one asks for the fixture at run time, so it is marked here (tests/conftest.py
-# marks the tests that name `openstack_cloud`): make test runs it beside the others
-@pytest.fixture(params=["ec2", pytest.param("openstack", marks=pytest.mark.openstack)])
+@pytest.fixture(params=["ec2", "openstack"])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     app = "vms" + uuid.uuid4().hex[:4]  # the OpenStack project is shared with other tests
     labels = {"micado.eu/node_type": GROUP, "micado.eu/app": app}

@@ -26,7 +26,8 @@ from tests.conftest import prerequisite
 
 from integration.openstack_fixture import OpenStackCloud, write_private
 
-pytestmark = pytest.mark.integration
+# mostly waiting (the clouds' clients retry the injected 500s): make test runs it beside the others
+pytestmark = [pytest.mark.integration, pytest.mark.beside]
 
 HAVE = all(importlib.util.find_spec(m) for m in ("moto", "ansible_runner", "boto3"))
 LABELS = {"micado.eu/node_type": "worker", "micado.eu/app": "shop"}

@@ -1,5 +1,5 @@
 """scripts/run-tests, what `make test` runs: the control plane builds (or is reused) in the
-background while the tests not marked `cluster` run (the `openstack` ones in a pytest of their own
+background while the tests not marked `cluster` run (the `beside` ones in a pytest of their own
 at the same time as the others), then the `cluster` tests run on it; a failed build or a failed
 test in any part fails the run. Run here on a small suite of its own and a
 build cache of the test's (a finished build made by hand, or none with no module proxy)."""
@@ -41,28 +41,28 @@ def meet(me, other):
 
 
 def test_plain():
-    meet("plain", "openstack")
+    meet("plain", "beside")
     note("plain")
     assert os.environ.get("PLAIN_FAILS") != "1"
 
 
-@pytest.mark.openstack
-def test_on_openstack():
-    meet("openstack", "plain")
-    note("openstack")
-    assert os.environ.get("OPENSTACK_FAILS") != "1"
+@pytest.mark.beside
+def test_beside():
+    meet("beside", "plain")
+    note("beside")
+    assert os.environ.get("BESIDE_FAILS") != "1"
 
 
 @pytest.mark.cluster
-@pytest.mark.openstack
-def test_on_the_cluster_and_openstack():
-    meet("cluster-openstack", "cluster")
-    note("cluster on openstack")
+@pytest.mark.beside
+def test_on_the_cluster_beside():
+    meet("cluster-beside", "cluster")
+    note("cluster beside")
 
 
 @pytest.mark.cluster
 def test_on_the_cluster():
-    meet("cluster", "cluster-openstack")
+    meet("cluster", "cluster-beside")
     # the build's last line (the directory it made or reused) is in its log by now
     log = Path(os.environ["MICADO_TEST_LOGS"]) / "cluster-bins.log"
     note("cluster after " + log.read_text().splitlines()[-1])
@@ -75,7 +75,7 @@ def run_tests(tmp_path: Path, cache: Path, **env: str) -> tuple[subprocess.Compl
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "pytest.ini").write_text("[pytest]\nmarkers =\n    cluster: on the control plane\n"
-                                      "    openstack: on the OpenStack services\n")
+                                      "    beside: beside the others\n")
     (suite / "test_suite.py").write_text(SUITE)
     record = tmp_path / "record"
     record.touch()
@@ -89,7 +89,7 @@ def run_tests(tmp_path: Path, cache: Path, **env: str) -> tuple[subprocess.Compl
 
 
 @pytest.mark.parametrize(("failing", "status"), [
-    ({}, 0), ({"PLAIN_FAILS": "1"}, 1), ({"OPENSTACK_FAILS": "1"}, 1), ({"CLUSTER_FAILS": "1"}, 1)])
+    ({}, 0), ({"PLAIN_FAILS": "1"}, 1), ({"BESIDE_FAILS": "1"}, 1), ({"CLUSTER_FAILS": "1"}, 1)])
 def test_the_cluster_tests_run_after_the_others_and_the_build(
         tmp_path: Path, failing: dict[str, str], status: int) -> None:
     cache = tmp_path / "cache"
@@ -97,23 +97,23 @@ def test_the_cluster_tests_run_after_the_others_and_the_build(
     fake_build(directory)
     done, record = run_tests(tmp_path, cache, **failing)
     assert done.returncode == status, done.stdout + done.stderr
-    # the plain and the openstack tests ran side by side (each waited for the other to start),
+    # the plain and the beside tests ran side by side (each waited for the other to start),
     # then the cluster tests; a failing test in one part does not stop the others: all count
-    assert sorted(record[:2]) == ["openstack", "plain"]
-    assert sorted(record[2:]) == [f"cluster after {directory}", "cluster on openstack"]
+    assert sorted(record[:2]) == ["beside", "plain"]
+    assert sorted(record[2:]) == [f"cluster after {directory}", "cluster beside"]
     assert f"log: {tmp_path / 'logs' / 'cluster-bins.log'}" in done.stdout
-    # the openstack tests' output is in the run's own, not only in their log
-    openstack_log = (tmp_path / "logs" / "openstack-other.log").read_text()
-    assert "3 deselected" in openstack_log  # the one test on OpenStack and not the cluster
-    assert f"log: {tmp_path / 'logs' / 'openstack-other.log'}" in done.stdout
-    assert openstack_log in done.stdout
+    # the beside tests' output is in the run's own, not only in their log
+    beside_log = (tmp_path / "logs" / "beside-other.log").read_text()
+    assert "3 deselected" in beside_log  # the one test beside and not on the cluster
+    assert f"log: {tmp_path / 'logs' / 'beside-other.log'}" in done.stdout
+    assert beside_log in done.stdout
 
 
 def test_a_failed_build_fails_the_run_and_names_its_log(tmp_path: Path) -> None:
     done, record = run_tests(tmp_path, tmp_path / "empty-cache")
     assert done.returncode == 1, done.stdout + done.stderr
     # the other tests ran; the cluster tests had nothing to run on
-    assert sorted(record) == ["openstack", "plain"]
+    assert sorted(record) == ["beside", "plain"]
     log = tmp_path / "logs" / "cluster-bins.log"
     assert f"the control-plane build failed (exit 1), log: {log}" in done.stderr
     assert "names no module proxy" in log.read_text()
