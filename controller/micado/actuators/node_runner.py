@@ -403,7 +403,12 @@ class AnsibleNodeActuator:
         }
         path = runner.config.env.get("PATH", os.defpath)
         runner.config.env["PATH"] = os.pathsep.join((self.bin_dir, path))
-        runner.run()
+        try:
+            runner.run()
+        finally:
+            # async job files hold the modules' arguments (a VM's user-data with its join
+            # token): none is kept once the run is over, however it ended
+            shutil.rmtree(run_dir / "tmp", ignore_errors=True)
         return str(runner.status)
 
     def _prepare_dir(self, job: _Job) -> Path:
