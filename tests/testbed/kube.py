@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client, config
 
+from cached_venv import cache_root
 from conftest import REPO, prerequisite
 from kube.cluster import KWOK_NODE_ANNOTATION, ControlPlane, require_bins
 from testbed.bed import GROUPS, HOST_IPS, NETNS_PREFIX, TestBed
@@ -44,7 +45,6 @@ ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"
 KUBECTL = "/usr/local/bin/kubectl"
 ROLES = REPO / "collections" / "ansible_collections" / "micado" / "core" / "roles"
 FAKE_K3S = Path(__file__).parent / "fake_k3s" / "main.go"
-CACHE = Path.home() / ".cache" / "micado-tests" / "fake-k3s"
 
 
 def _defaults(role: str) -> dict:
@@ -219,12 +219,13 @@ def fake_k3s(version: str) -> Path:
     go = shutil.which("go") or "/usr/local/go/bin/go"
     prerequisite(Path(go).is_file(), "Go (it builds the test bed's stand-in k3s agent)")
     digest = hashlib.sha256(FAKE_K3S.read_bytes() + version.encode()).hexdigest()[:16]
-    binary = CACHE / f"{version}-{digest}" / "k3s"
+    cache = cache_root() / "fake-k3s"  # under XDG_CACHE_HOME when it is set, like the others
+    binary = cache / f"{version}-{digest}" / "k3s"
     if binary.is_file():
         return binary
     binary.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-trimpath", "GO111MODULE": "off",
-           "GOCACHE": str(CACHE / "gocache"), "GOPROXY": "off"}
+           "GOCACHE": str(cache / "gocache"), "GOPROXY": "off"}
     partial = binary.with_suffix(".partial")
     done = subprocess.run([go, "build", "-ldflags", f"-s -w -X main.version={version}",
                            "-o", str(partial), str(FAKE_K3S)],
