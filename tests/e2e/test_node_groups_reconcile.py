@@ -15,7 +15,9 @@ tests: a test looks only at its app's servers and removes them at the end.
 - deleting the app removes its VMs (drained first) and the controller forgets the group;
 - a group Node NotReady past the policy's `node_unreachable_timeout` is replaced; a static
   node NotReady is only reported;
-- `micado status` shows the group's VMs from the store right after a restart.
+- `micado status` shows the group's VMs from the store right after a restart;
+- two apps and two groups scale at once: their runs overlap and each group ends with exactly
+  its own VMs and Nodes.
 """
 
 from __future__ import annotations
@@ -103,11 +105,12 @@ class Cloud(Protocol):
     def booter(self, kube: FakeKubeApi, labels: dict[str, str]) -> Booter:
         """A booter that turns this cloud's running VMs into Nodes."""
 
-    def vms(self, app: str, states: str = "live") -> list[tuple[str, str]]:
+    def vms(self, app: str, states: str = "live", group: str = GROUP) -> list[tuple[str, str]]:
         """(name, id) of the group's VMs in `states` (live | gone), by tag or metadata."""
 
     def micado_vms(self, app: str) -> list[str]:
-        """Names of every live VM this test may have made: an orphan or duplicate shows here."""
+        """Names of every live VM this test may have made (its apps: `app` and the ids made
+        from it): an orphan or duplicate shows here."""
 
     def delete_by_hand(self, vm_id: str) -> None:
         """The VM deleted in the cloud's console, not through MiCADO."""
@@ -132,11 +135,11 @@ class Ec2:
     def booter(self, kube: FakeKubeApi, labels: dict[str, str]) -> Booter:
         return Booter(ec2=self.ec2, kube=kube, server_url=SERVER_URL, labels=labels)
 
-    def vms(self, app: str, states: str = "live") -> list[tuple[str, str]]:
+    def vms(self, app: str, states: str = "live", group: str = GROUP) -> list[tuple[str, str]]:
         wanted = ["pending", "running"] if states == "live" else ["shutting-down", "terminated"]
         found = self.ec2.describe_instances(Filters=[
             {"Name": "tag:micado.eu/app", "Values": [app]},
-            {"Name": "tag:micado.eu/group", "Values": [GROUP]},
+            {"Name": "tag:micado.eu/group", "Values": [group]},
             {"Name": "instance-state-name", "Values": wanted}])
         return sorted((next(t["Value"] for t in i["Tags"] if t["Key"] == "Name"),
                        i["InstanceId"]) for r in found["Reservations"] for i in r["Instances"])
@@ -177,26 +180,27 @@ class Nova:
         return NovaBooter(ec2=None, kube=kube, server_url=SERVER_URL, labels=labels,
                           admin=self.admin)
 
-    def vms(self, app: str, states: str = "live") -> list[tuple[str, str]]:
+    def vms(self, app: str, states: str = "live", group: str = GROUP) -> list[tuple[str, str]]:
         # a deleted server keeps its name and id in Nova's records, which admins can list
         gone = {"deleted_only": True} if states == "gone" else {}
         servers = self.admin.compute.servers(all_projects=True, **gone,
                                              project_id=self.conn.current_project_id)
-        prefix = f"{GROUP}-{app}-"
+        prefix = f"{group}-{app}-"
         return sorted((s.name, s.id) for s in servers if s.name.startswith(prefix) and (
-            states == "gone" or (s.metadata or {}).get("micado.eu:group") == GROUP))
+            states == "gone" or (s.metadata or {}).get("micado.eu:group") == group))
 
     def micado_vms(self, app: str) -> list[str]:
         return sorted(s.name for s in self.conn.compute.servers()
-                      if (s.metadata or {}).get("micado.eu:app") == app)
+                      if (s.metadata or {}).get("micado.eu:app", "").startswith(app))
 
     def delete_by_hand(self, vm_id: str) -> None:
         self.conn.compute.delete_server(vm_id)
 
     def remove_app(self, app: str) -> None:
-        """What a failed test left of its app in the shared project."""
+        """What a failed test left of its apps (`app`, or ids made from it) in the shared
+        project."""
         left = [s for s in self.conn.compute.servers()
-                if (s.metadata or {}).get("micado.eu:app") == app]
+                if (s.metadata or {}).get("micado.eu:app", "").startswith(app)]
         for server in left:
             self.conn.compute.delete_server(server)
         for server in left:
@@ -280,6 +284,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
         prometheus = stack.enter_context(FakePrometheus())
         kube = stack.enter_context(FakeKubeApi())
         booter = stack.enter_context(cloud.booter(kube, labels))
+        booter.labels_of = labels_of_vm
         kubeconfig = write_kubeconfig(tmp_path / "nodes-kubeconfig", kube.url, "admin")
         daemon = Daemon(tmp_path, kube.url, prometheus.url, tmp_path / "rules",
                         tmp_path / "targets", tick_seconds=1.0,
@@ -292,6 +297,12 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
         daemon.start()
         stack.callback(kill_tree, daemon)
         yield World(tmp_path, app, cloud, kube, prometheus, booter, daemon)
+
+
+def labels_of_vm(name: str) -> dict[str, str]:
+    """The labels a VM named `<group>-<app>-<index>` (the role's naming) joins with."""
+    group, app, _index = name.rsplit("-", 2)
+    return {"micado.eu/node_type": group, "micado.eu/app": app}
 
 
 def kill_tree(daemon: Daemon) -> None:
@@ -423,3 +434,120 @@ def test_a_vm_lost_outside_is_made_again_and_a_crash_mid_deletion_leaves_no_orph
         e for e in world.daemon.events("action") if "its VMs are removed" in e["message"]],
         WAIT, "the group forgotten")
     assert world.nodes() == set()
+
+
+TWO_GROUPS_ADT = """\
+tosca_definitions_version: tosca_simple_yaml_1_2
+imports:
+  - https://raw.githubusercontent.com/micado-scale/tosca/develop/micado_types.yaml
+topology_template:
+  node_templates:
+    shop:
+      type: tosca.nodes.MiCADO.Container.Application.Docker.Deployment
+      properties:
+        image: nginx:1.25
+    worker-node:
+{compute}
+      interfaces:
+        Occopus:
+          create:
+            inputs:
+              endpoint: {endpoint}
+    big-node:
+{compute}
+      interfaces:
+        Occopus:
+          create:
+            inputs:
+              endpoint: {endpoint}
+  policies:
+    - workers:
+        type: tosca.policies.Scaling.MiCADO
+        targets: [ worker-node ]
+        properties:
+          queries:
+            WORKERS: {workers}
+          min_instances: 0
+          max_instances: 3
+          scaling_rule: |
+            m_node_count = WORKERS
+    - big:
+        type: tosca.policies.Scaling.MiCADO
+        targets: [ big-node ]
+        properties:
+          queries:
+            BIG: {big}
+          min_instances: 0
+          max_instances: 3
+          scaling_rule: |
+            m_node_count = BIG
+"""
+
+
+def test_two_apps_and_two_groups_scale_at_once(world: World) -> None:
+    """One app with two node groups and another with one scale out together, then the first
+    app's groups scale in while the other's grows: the runs overlap (every group's first runner
+    event comes before any group's run ends), and each group ends with exactly its own VMs, its
+    Nodes labelled with its own app and group, nothing of the other app touched."""
+    two = world.app + "two"  # its VMs are the test's too (the OpenStack cleanup takes both)
+    workers, big = "micado_two_groups_workers", "micado_two_groups_big"
+    world.prometheus.set(workers, 2)
+    world.prometheus.set(big, 1)
+    adt = world.tmp / "two.yaml"
+    adt.write_text(TWO_GROUPS_ADT.format(compute=world.cloud.compute(),
+                                         endpoint=world.cloud.endpoint, workers=workers, big=big))
+    world.start_app(2)
+    started = world.daemon.cli("start", str(adt), "--id", two)
+    assert started.returncode == 0, started.stderr
+
+    groups = [(world.app, GROUP, 2), (two, GROUP, 2), (two, "big-node", 1)]
+    wait_for(lambda: all(group_done(world, app, group, n) for app, group, n in groups), WAIT,
+             "the three groups' first operations")
+    events = world.daemon.events()
+    firsts = [first_runner_event(events, app, group) for app, group, _n in groups]
+    ends = [group_done(world, app, group, n)[0]["id"] for app, group, n in groups]
+    assert max(firsts) < min(ends), "a group's run waited for another's to end"
+    expect_vms(world, {world.app: {GROUP: 2}, two: {GROUP: 2, "big-node": 1}})
+
+    # the second app's groups go down while the first one's grows, again at once
+    world.prometheus.set(workers, 1)
+    world.prometheus.set(big, 0)
+    world.prometheus.set(WANTED, 3)
+    wait_for(lambda: group_done(world, two, GROUP, 1) and group_done(world, two, "big-node", 0)
+             and group_done(world, world.app, GROUP, 3), WAIT, "the second operations")
+    expect_vms(world, {world.app: {GROUP: 3}, two: {GROUP: 1, "big-node": 0}})
+    assert world.gone() == []  # the first app lost no VM on the way
+    assert [name for name, _id in world.cloud.vms(two, "gone")] == [f"{GROUP}-{two}-2"]
+    assert [name for name, _id in world.cloud.vms(two, "gone", "big-node")] == [
+        f"big-node-{two}-1"]
+    assert world.daemon.events("action_failed") == []
+    assert world.daemon.events("runner_failed") == []
+
+
+def group_done(world: World, app: str, group: str, nodes: int) -> list[dict[str, Any]]:
+    """The app's group's operations that ended with `nodes` nodes."""
+    return [e for e in world.daemon.events("action") if e["app_id"] == app and
+            e["message"].startswith(f"node group {group}: operation ")
+            and e["message"].endswith(f" done, {nodes} nodes")]
+
+
+def first_runner_event(events: list[dict[str, Any]], app: str, group: str) -> int:
+    return min(e["id"] for e in events if e["kind"] == "runner" and e["app_id"] == app
+               and e["message"].startswith(f"node group {group}: "))
+
+
+def expect_vms(world: World, wanted: dict[str, dict[str, int]]) -> None:
+    """Exactly these VMs per app and group, named by index, each a Node with its own labels."""
+    names = set()
+    for app, groups in wanted.items():
+        for group, count in groups.items():
+            expected = [f"{group}-{app}-{i}" for i in range(1, count + 1)]
+            assert [name for name, _id in world.cloud.vms(app, "live", group)] == expected
+            names.update(expected)
+    wait_for(lambda: world.nodes() == names, WAIT, f"the Nodes {sorted(names)}")
+    for name in names:
+        node = world.kube.get("", "nodes", "", name)
+        assert node is not None
+        labels = node["metadata"].get("labels", {})
+        assert {k: labels.get(k) for k in labels_of_vm(name)} == labels_of_vm(name), name
+    assert world.all_micado_vms() == sorted(names)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,6 +176,8 @@ class Booter:
     user_data: dict[str, str] = field(default_factory=dict)  # name -> its user-data
     tokens: set[str] = field(default_factory=set)  # every join credential seen
     hold: threading.Event = field(default_factory=threading.Event)  # set: boot nothing
+    # a VM's expected labels from its name, when the cloud holds several apps' or groups' VMs
+    labels_of: Callable[[str], dict[str, str]] | None = None
     poll: float = 0.2  # seconds between two looks at the cloud
     _seen: set[str] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -233,8 +235,12 @@ class Booter:
         self.problems[vm.name] = problems
         if problems or vm.name in self.never_join:
             return
-        self.joining.register(vm.name, self.labels, vm.provider_id, vm.address)
+        self.joining.register(vm.name, self.labels_for(vm.name), vm.provider_id, vm.address)
         self.joined.append(vm.name)
+
+    def labels_for(self, name: str) -> dict[str, str]:
+        """The labels the VM `name` must join with (and its Node carries)."""
+        return self.labels_of(name) if self.labels_of is not None else self.labels
 
     def check_join(self, name: str, user_data: str) -> list[str]:
         """What is wrong with this VM's join (empty: nothing), as k3s and cloud-init see it."""
@@ -252,7 +258,7 @@ class Booter:
             problems.append(f"server is {config.get('server')!r}")
         if config.get("node-name") != name:
             problems.append(f"node-name is {config.get('node-name')!r}")
-        wanted = sorted(f"{k}={v}" for k, v in self.labels.items())
+        wanted = sorted(f"{k}={v}" for k, v in self.labels_for(name).items())
         if sorted(config.get("node-label") or []) != wanted:
             problems.append(f"node-label is {config.get('node-label')!r}, not {wanted}")
         problems += self._check_token(str(config.get("token", "")))
