@@ -13,8 +13,8 @@ tests: a test looks only at its app's servers and removes them at the end.
   scale-out, after the create calls, and mid drain, then a restart: exactly the desired
   VMs, by tag, no orphan, no duplicate, and the Nodes to match;
 - deleting the app removes its VMs (drained first) and the controller forgets the group;
-- a group Node NotReady past the policy's `node_unreachable_timeout` is replaced; a static
-  node NotReady is only reported;
+- a group Node NotReady past the policy's `node_unreachable_timeout` is replaced, and so is
+  a group VM without a Node that long; a static node NotReady is only reported;
 - `micado status` shows the group's VMs from the store right after a restart;
 - two apps and two groups scale at once: their runs overlap and each group ends with exactly
   its own VMs and Nodes.
@@ -408,6 +408,24 @@ def test_a_notready_group_node_is_replaced_and_a_static_one_reported(world: Worl
     assert world.kube.get("", "nodes", "", "static-worker") is not None
 
 
+@pytest.mark.parametrize("world", ["ec2"], indirect=True)
+def test_a_group_vm_whose_node_is_gone_is_replaced(world: World) -> None:
+    """Its Node deleted by hand (a kubelet that never registers again): with no operation in
+    flight, past the policy's node_unreachable_timeout, the VM is replaced."""
+    world.start_app(1)
+    wait_for(lambda: world.done(1), WAIT, "the 0 -> 1 operation")
+    [old] = world.vms().values()
+    world.kube.handle("DELETE", f"/api/v1/nodes/{world.name(1)}", None, b"")
+    wait_for(lambda: world.reconciled(f"{world.name(1)} without a Node for more than 5 s: "
+                                      "drained, deleted and replaced"), WAIT, "the replacement")
+    wait_for(lambda: world.done(1)[1:], WAIT, "the replacement to finish")
+    [new] = world.vms().values()
+    assert new != old
+    assert world.gone() == [world.name(1)]
+    assert world.nodes() == {world.name(1)}
+    assert world.daemon.events("action_failed") == []
+
+
 def test_a_vm_lost_outside_is_made_again_and_a_crash_mid_deletion_leaves_no_orphan(
         world: World) -> None:
     world.start_app(2)
@@ -551,3 +569,58 @@ def expect_vms(world: World, wanted: dict[str, dict[str, int]]) -> None:
         labels = node["metadata"].get("labels", {})
         assert {k: labels.get(k) for k in labels_of_vm(name)} == labels_of_vm(name), name
     assert world.all_micado_vms() == sorted(names)
+
+
+@pytest.mark.parametrize("world", ["ec2"], indirect=True)
+def test_kill_9_at_every_step_of_a_scale_out_and_a_scale_in(world: World) -> None:
+    """The steps are the runner events of an undisturbed 0 -> 1 and 1 -> 0 (every play, task
+    and change the role reports); then, for each step, the same operation again with the
+    controller's whole process tree killed as soon as that step shows, and a restart: the
+    operation ends with exactly the desired VM (or none), its Node to match, nothing made twice.
+    On EC2 only (moto answers in milliseconds); the Nova scenarios above kill mid create and mid
+    drain."""
+    world.start_app(1)
+    wait_for(lambda: settled(world, 1), WAIT, "the first scale-out")
+    out_steps = steps(world, world.done(1)[-1])
+    world.prometheus.set(WANTED, 0)
+    wait_for(lambda: settled(world, 0), WAIT, "the first scale-in")
+    in_steps = steps(world, world.done(0)[-1])
+    assert len(out_steps) > 5 and len(in_steps) > 5, (out_steps, in_steps)
+    deleted = 1
+    for index in range(max(len(out_steps), len(in_steps))):
+        for wanted, kill_at in ((1, out_steps), (0, in_steps)):
+            if index >= len(kill_at):
+                world.prometheus.set(WANTED, wanted)
+                wait_for(lambda w=wanted: settled(world, w), WAIT, f"the scale to {wanted}")
+                continue
+            step = kill_at[index]
+            since = world.daemon.events()[-1]["id"]
+            world.prometheus.set(WANTED, wanted)
+            wait_for(lambda s=step, i=since: [e for e in world.daemon.events("runner")
+                                              if e["id"] > i and e["message"].endswith(s)],
+                     WAIT, f"step {step!r}")
+            kill_tree(world.daemon)
+            world.daemon.start()
+            wait_for(lambda w=wanted: settled(world, w), WAIT,
+                     f"the scale to {wanted} killed at {step!r} to end")
+        deleted += 1
+        assert world.all_micado_vms() == [], f"left after the step {index}"
+        assert len(world.gone()) == deleted, f"a VM made twice around step {index}"
+    assert world.daemon.events("action_failed") == []
+
+
+def settled(world: World, wanted: int) -> bool:
+    """No operation in flight, the group's VMs exactly 1..wanted, each a Node."""
+    metrics = world.daemon.api("GET", "/metrics").text
+    pending = [line for line in metrics.splitlines()
+               if line.startswith("micado_pending_operations ")]
+    names = {world.name(i) for i in range(1, wanted + 1)}
+    return (pending == ["micado_pending_operations 0.0"] and set(world.vms()) == names
+            and world.nodes() == names)
+
+
+def steps(world: World, done: dict[str, Any]) -> list[str]:
+    """The runner events of the operation that `done` ended, without the operation's id."""
+    op = done["message"].split(" operation ", 1)[1].split(" ", 1)[0]
+    return [e["message"].split(f" operation {op}: ", 1)[1]
+            for e in world.daemon.events("runner") if f" operation {op}: " in e["message"]]

@@ -11,6 +11,7 @@ from micado.control.node_reconcile import (
     KubeNode,
     PendingOp,
     decide,
+    track_nodeless,
 )
 
 NOW = 10_000.0
@@ -103,6 +104,48 @@ def test_a_replacement_waits_for_the_operation_in_flight() -> None:
     nodes = [node("b", ready=False, since=NOW - 9999)]
     pending = [PendingOp(3, "shop", "worker", held=True)]
     assert decide(Inputs(NOW, [group(2)], pending, nodes, None)) == []
+
+
+def test_a_vm_without_a_node_is_timed_from_the_first_pass_that_sees_it_so() -> None:
+    first = Inputs(NOW, [group(2)], [], [node("a")], [vm("a"), vm("b")])
+    assert track_nodeless({}, first) == {"b": NOW}
+    # still without: keeps its time; joined or gone: drops out
+    later = Inputs(NOW + 50, [group(2)], [], [node("a")], [vm("a"), vm("b")])
+    assert track_nodeless({"b": NOW}, later) == {"b": NOW}
+    assert track_nodeless({"b": NOW}, Inputs(NOW + 50, [group(2)], [], [node("a"), node("b")],
+                                             [vm("a"), vm("b")])) == {}
+    assert track_nodeless({"b": NOW}, Inputs(NOW + 50, [group(2)], [], [node("a")],
+                                             [vm("a")])) == {}
+    # no listing or no Nodes in this pass: no evidence, the memory stays as it is
+    assert track_nodeless({"b": NOW}, Inputs(NOW + 50, [group(2)], [], None, [vm("a")])) == {
+        "b": NOW}
+    assert track_nodeless({"b": NOW}, Inputs(NOW + 50, [group(2)], [], [node("a")], None)) == {
+        "b": NOW}
+    # a VM being made has no Node yet, rightly; a paused app's or a removed group's are left
+    busy = [PendingOp(3, "shop", "worker", held=True)]
+    assert track_nodeless({"b": NOW}, Inputs(NOW + 50, [group(2)], busy, [node("a")],
+                                             [vm("a"), vm("b")])) == {}
+    for view in (group(2, active=False), group(2, removing=True), group(None)):
+        assert track_nodeless({}, Inputs(NOW, [view], [], [], [vm("b")])) == {}
+
+
+def test_a_group_vm_without_a_node_past_the_timeout_is_replaced() -> None:
+    def replaced(since: float, nodes: list[KubeNode]) -> list:
+        return decide(Inputs(NOW, [group(2)], [], nodes, [vm("a"), vm("b")],
+                             nodeless_since={"b": since}))
+    assert replaced(NOW - 599, [node("a")]) == []
+    [action] = replaced(NOW - 601, [node("a")])
+    assert (action.kind, action.nodes, action.desired) == ("replace", ("b",), 2)
+    assert "b without a Node for more than 600 s" in action.message
+    # with a NotReady one of the same group: one replacement of both
+    [both] = replaced(NOW - 601, [node("a", ready=False, since=NOW - 700)])
+    assert both.nodes == ("a", "b")
+    assert "a NotReady; b without a Node" in both.message
+    # not while an operation is in flight, nor without a listing of the cloud in this pass
+    assert decide(Inputs(NOW, [group(2)], [PendingOp(3, "shop", "worker", held=True)],
+                         [node("a")], [vm("a"), vm("b")], nodeless_since={"b": 0.0})) == []
+    assert decide(Inputs(NOW, [group(2)], [], [node("a")], None,
+                         nodeless_since={"b": 0.0})) == []
 
 
 def test_static_workers_and_edges_are_reported_never_replaced() -> None:

@@ -13,8 +13,11 @@ Why each rule:
 - a VM tagged for an app and group this controller never made is only reported: another
   controller may share the cloud account, and deleting what is not ours is worse than a leak;
 - a group Node NotReady longer than its policy's `node_unreachable_timeout` is replaced
-  (drained, deleted, a new VM made); Nodes of no group (static workers, edges) are never
-  touched, only reported.
+  (drained, deleted, a new VM made); so is a group VM without a Node for that long, with no
+  operation in flight (its Node deleted, or its kubelet never registered again: Cluster
+  Autoscaler's "unregistered node"), timed from the first pass that saw it so
+  (`track_nodeless`); Nodes of no group (static workers, edges) are never touched, only
+  reported.
 """
 
 from __future__ import annotations
@@ -81,6 +84,8 @@ class Inputs:
     pending: list[PendingOp]
     nodes: list[KubeNode] | None  # None: Kubernetes could not be read
     vms: list[CloudVM] | None  # None: the cloud was not listed in this pass
+    # VM name -> since when it has been seen without a Node (track_nodeless)
+    nodeless_since: dict[str, float] = field(default_factory=dict)
 
 
 Kind = Literal["resume", "converge", "remove", "forget", "replace", "adopt", "report"]
@@ -115,6 +120,20 @@ def decide(inputs: Inputs) -> list[Action]:
     if inputs.vms is not None:  # a group being healed is resized by its replacement
         actions += _cloud_actions(inputs.vms, groups, busy | replaced)
     return actions + healing
+
+
+def track_nodeless(previous: dict[str, float], inputs: Inputs) -> dict[str, float]:
+    """VM name -> since when it has had no Node, for the VMs of running groups with nothing in
+    flight (a VM being made has no Node yet, rightly): a VM still without one keeps the time
+    it was first seen so, a new one starts at `inputs.now`; the others drop out."""
+    if inputs.vms is None or inputs.nodes is None:
+        return dict(previous)  # no evidence in this pass: nothing starts, nothing ends
+    nodes = {n.name for n in inputs.nodes}
+    busy = {(op.app_id, op.group) for op in inputs.pending}
+    watched = {(g.app_id, g.group) for g in inputs.groups
+               if g.active and not g.removing and g.target is not None}
+    return {vm.name: previous.get(vm.name, inputs.now) for vm in inputs.vms
+            if (vm.app, vm.group) in watched - busy and vm.name not in nodes}
 
 
 def _cloud_actions(vms: list[CloudVM], groups: dict[GroupKey, GroupView],
@@ -179,12 +198,23 @@ def _node_actions(inputs: Inputs, groups: dict[GroupKey, GroupView],
             continue
         if view.active and down > view.unreachable_timeout:
             unready.setdefault((view.app_id, view.group), []).append(node.name)
-    for key, names in sorted(unready.items()):
+    nodeless: dict[GroupKey, list[str]] = {}
+    for vm in sorted(inputs.vms or [], key=lambda v: v.name):
+        view = groups.get((vm.app, vm.group))
+        since = inputs.nodeless_since.get(vm.name)
+        if view is not None and view.active and not view.removing and since is not None \
+                and inputs.now - since > view.unreachable_timeout:
+            nodeless.setdefault((vm.app, vm.group), []).append(vm.name)
+    for key in sorted(unready.keys() | nodeless.keys()):
         view = groups[key]
         if key in busy or view.target is None:
             continue
+        down, missing = unready.get(key, []), nodeless.get(key, [])
+        why = "; ".join(part for part in (
+            f"{', '.join(down)} NotReady" if down else "",
+            f"{', '.join(missing)} without a Node" if missing else "") if part)
         actions.append(Action(
-            "replace", *key, f"node group {key[1]}: {', '.join(names)} NotReady for more than "
+            "replace", *key, f"node group {key[1]}: {why} for more than "
             f"{view.unreachable_timeout:g} s: drained, deleted and replaced",
-            desired=view.target, nodes=tuple(names)))
+            desired=view.target, nodes=tuple(down + missing)))
     return actions

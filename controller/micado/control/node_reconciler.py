@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from micado.control.node_reconcile import (
     KubeNode,
     PendingOp,
     decide,
+    track_nodeless,
 )
 from micado.control.store import Store
 
@@ -52,6 +54,7 @@ class NodeReconciler:
         self.clock = clock
         self._listed_at = -float("inf")
         self._reported: set[str] = set()
+        self._nodeless: dict[str, float] = {}  # track_nodeless's memory: this process's view
         self._lock = threading.Lock()
 
     def run(self, cloud: bool | None = None) -> list[Action]:
@@ -65,6 +68,8 @@ class NodeReconciler:
                     self._listed_at = now
             inputs = Inputs(now=self.clock(), groups=self._groups(), pending=self._pending(),
                             nodes=self._nodes(), vms=vms)
+            self._nodeless = track_nodeless(self._nodeless, inputs)
+            inputs = replace(inputs, nodeless_since=dict(self._nodeless))
             actions = decide(inputs)
             for action in actions:
                 try:
