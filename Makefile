@@ -54,8 +54,11 @@ debian-packages:
 	@scripts/ensure-debian-packages tests/debian-packages.txt
 
 # the non-cluster tests while the control plane builds (or is reused), then the cluster tests
-test: debian-packages venv
-	PYTHON=$(PY) scripts/run-tests
+# (the Debian packages and the virtualenv are installed while the build has started already;
+# `make`, not $(MAKE): with $(MAKE) in it, `make -n test` would run the tests)
+test:
+	PYTHON=$(PY) RUN_TESTS_SETUP='make --no-print-directory VENV=$(VENV) debian-packages venv' \
+		scripts/run-tests
 
 test-molecule: debian-packages venv
 	$(PY) -m pytest tests/role_scenarios

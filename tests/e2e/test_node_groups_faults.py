@@ -20,6 +20,7 @@ from tests.fakes.kube_api import FakeKubeApi
 from tests.integration.cloud_node_harness import (
     Booter,
     ec2_client,
+    ec2_error,
     group_instances,
     moto_server,
     write_kubeconfig,
@@ -37,9 +38,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.beside]
 HAVE = all(importlib.util.find_spec(m) for m in ("moto", "ansible_runner", "boto3"))
 SERVER_URL = "https://10.1.0.1:6443"
 WANTED = "micado_faults_wanted_nodes"
-EC2_500 = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error>"
-           "<Code>InternalError</Code><Message>injected by the e2e test</Message></Error>"
-           "</Errors><RequestID>1</RequestID></Response>")
+EC2_500 = ec2_error("InternalError", "injected by the e2e test")
 
 
 def test_ec2_500s_back_the_group_off_and_show_in_events_then_recover(tmp_path: Path) -> None:

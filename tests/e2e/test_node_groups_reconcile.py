@@ -16,6 +16,8 @@ tests: a test looks only at its app's servers and removes them at the end.
 - a group Node NotReady past the policy's `node_unreachable_timeout` is replaced, and so is
   a group VM without a Node that long; a static node NotReady is only reported;
 - `micado status` shows the group's VMs from the store right after a restart;
+- a cloud refusing VMs over the account's limit backs the group off, with the cloud's
+  reason in the events and the status, until the limit allows them;
 - two apps and two groups scale at once: their runs overlap and each group ends with exactly
   its own VMs and Nodes.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -35,9 +38,11 @@ from typing import Any, Protocol
 import psutil
 import pytest
 import requests
+from tests.fakes.fault_proxy import Fault, FaultProxy
 from tests.fakes.kube_api import FakeKubeApi
 from tests.integration.cloud_node_harness import (
     AMI,
+    EC2_LIMIT,
     REGION,
     Booter,
     ec2_client,
@@ -115,14 +120,20 @@ class Cloud(Protocol):
     def delete_by_hand(self, vm_id: str) -> None:
         """The VM deleted in the cloud's console, not through MiCADO."""
 
+    def refusing(self) -> contextlib.AbstractContextManager[tuple[str, ...]]:
+        """While in it, the cloud refuses new VMs over the account's limit; gives the words
+        of its refusal the controller's event must carry."""
+
 
 @dataclass
 class Ec2:
-    """moto's EC2, private to the test: every tagged instance of the region is the test's."""
+    """moto's EC2, private to the test: every tagged instance of the region is the test's. The
+    controller reaches it through the fault proxy (`endpoint`), the test directly (`ec2`)."""
 
     endpoint: str
     ec2: Any
     credentials: Path
+    proxy: FaultProxy
 
     def compute(self) -> str:
         return ("      type: tosca.nodes.MiCADO.EC2.Compute\n      properties:\n"
@@ -153,6 +164,15 @@ class Ec2:
 
     def delete_by_hand(self, vm_id: str) -> None:
         self.ec2.terminate_instances(InstanceIds=[vm_id])
+
+    @contextlib.contextmanager
+    def refusing(self) -> Iterator[tuple[str, ...]]:
+        self.proxy.inject(Fault("POST", "^/", 400, EC2_LIMIT, body="Action=RunInstances",
+                                content_type="text/xml"))
+        try:
+            yield ("EC2 did not start", "InstanceLimitExceeded")
+        finally:
+            self.proxy.clear()
 
 
 @dataclass
@@ -195,6 +215,17 @@ class Nova:
 
     def delete_by_hand(self, vm_id: str) -> None:
         self.conn.compute.delete_server(vm_id)
+
+    @contextlib.contextmanager
+    def refusing(self) -> Iterator[tuple[str, ...]]:
+        """The project's instance quota set to the servers it has (other tests' included)."""
+        project = self.conn.current_project_id
+        before = self.admin.get_compute_quotas(project).instances
+        self.admin.set_compute_quotas(project, instances=len(list(self.conn.compute.servers())))
+        try:
+            yield ("OpenStack did not start", "quota", "instances")
+        finally:
+            self.admin.set_compute_quotas(project, instances=before)
 
     def remove_app(self, app: str) -> None:
         """What a failed test left of its apps (`app`, or ids made from it) in the shared
@@ -259,9 +290,9 @@ def ec2_cloud(tmp_path: Path) -> Iterator[Ec2]:
     credentials.write_text("[default]\naws_access_key_id = AKIARECONCILE\n"
                            "aws_secret_access_key = reconcile-secret\n")
     credentials.chmod(0o600)
-    with moto_server(tmp_path / "moto.log") as endpoint:
+    with moto_server(tmp_path / "moto.log") as endpoint, FaultProxy(endpoint) as proxy:
         requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
-        yield Ec2(endpoint, ec2_client(endpoint), credentials)
+        yield Ec2(proxy.url, ec2_client(endpoint), credentials, proxy)
 
 
 @contextlib.contextmanager
@@ -426,6 +457,29 @@ def test_a_group_vm_whose_node_is_gone_is_replaced(world: World) -> None:
     assert world.daemon.events("action_failed") == []
 
 
+def test_a_cloud_refusing_vms_backs_the_group_off_then_it_recovers(world: World) -> None:
+    """Over the account's limit (EC2's InstanceLimitExceeded through the fault proxy, Nova's
+    real quota): the run fails, the event and `micado status` carry the cloud's reason and the
+    backoff, the group keeps the VM it has; with the limit lifted, the retry adds the VM."""
+    world.start_app(1)
+    wait_for(lambda: world.done(1), WAIT, "the 0 -> 1 operation")
+    with world.cloud.refusing() as words:
+        world.prometheus.set(WANTED, 2)
+        [failed, *_] = wait_for(lambda: world.daemon.events("action_failed"), WAIT,
+                                "the refused run")
+        message = failed["message"]
+        assert f"did not start {world.name(2)}" in message, message
+        assert all(w.lower() in message.lower() for w in words), message
+        assert "backing off" in message, message
+        shown = wait_for(lambda: (lambda out: out if "backing off until" in out else "")(
+            world.daemon.cli("status", world.app).stdout), WAIT, "the backoff in the status")
+        assert words[1].lower() in shown.lower(), shown
+        assert list(world.vms()) == [world.name(1)]
+    wait_for(lambda: world.done(2), WAIT, "the retry once the cloud takes VMs again")
+    assert sorted(world.vms()) == [world.name(1), world.name(2)]
+    assert world.all_micado_vms() == [world.name(1), world.name(2)]
+
+
 def test_a_vm_lost_outside_is_made_again_and_a_crash_mid_deletion_leaves_no_orphan(
         world: World) -> None:
     world.start_app(2)
@@ -571,42 +625,65 @@ def expect_vms(world: World, wanted: dict[str, dict[str, int]]) -> None:
     assert world.all_micado_vms() == sorted(names)
 
 
+# The role's tasks that change the cloud or the cluster (or the store, the last one): the
+# kill points are each one's start and the step right after it (the change reported done).
+CHANGING = ("Create the join token in the cluster", "Start the missing EC2 instances",
+            "Wait for the cloud's answers", "Wait until the new Nodes are Ready",
+            "Drain the Node of", "Delete the Node of", "Terminate the EC2 instance",
+            "Report the group's VMs to the controller")
+
+
 @pytest.mark.parametrize("world", ["ec2"], indirect=True)
 def test_kill_9_at_every_step_of_a_scale_out_and_a_scale_in(world: World) -> None:
     """The steps are the runner events of an undisturbed 0 -> 1 and 1 -> 0 (every play, task
-    and change the role reports); then, for each step, the same operation again with the
-    controller's whole process tree killed as soon as that step shows, and a restart: the
-    operation ends with exactly the desired VM (or none), its Node to match, nothing made twice.
-    On EC2 only (moto answers in milliseconds); the Nova scenarios above kill mid create and mid
-    drain."""
+    and change the role reports); then, for each kill point among them, the same operation
+    again with the controller's whole process tree killed as soon as that step shows, and a
+    restart: the operation ends with exactly the desired VM (or none), its Node to match,
+    nothing made twice. The kill points are the steps around every change (CHANGING);
+    MICADO_KILL_EVERY_STEP=1 takes every step (about 60 restarts; the steps between two changes
+    leave the world as the one before). On EC2 only (moto answers in milliseconds); the Nova
+    scenarios above kill mid create and mid drain."""
     world.start_app(1)
     wait_for(lambda: settled(world, 1), WAIT, "the first scale-out")
     out_steps = steps(world, world.done(1)[-1])
     world.prometheus.set(WANTED, 0)
     wait_for(lambda: settled(world, 0), WAIT, "the first scale-in")
     in_steps = steps(world, world.done(0)[-1])
-    assert len(out_steps) > 5 and len(in_steps) > 5, (out_steps, in_steps)
+    every = os.environ.get("MICADO_KILL_EVERY_STEP") == "1"
+    out_points = list(range(len(out_steps))) if every else around_changes(out_steps)
+    in_points = list(range(len(in_steps))) if every else around_changes(in_steps)
+    missing = [c for c in CHANGING if not any(s.startswith(f"task: {c}")
+                                              for s in out_steps + in_steps)]
+    assert not missing, f"the role no longer has these steps: {missing}"
     deleted = 1
-    for index in range(max(len(out_steps), len(in_steps))):
-        for wanted, kill_at in ((1, out_steps), (0, in_steps)):
-            if index >= len(kill_at):
+    for index in range(max(len(out_points), len(in_points))):
+        for wanted, points, run in ((1, out_points, out_steps), (0, in_points, in_steps)):
+            if index >= len(points):
                 world.prometheus.set(WANTED, wanted)
                 wait_for(lambda w=wanted: settled(world, w), WAIT, f"the scale to {wanted}")
                 continue
-            step = kill_at[index]
+            step = run[points[index]]
+            nth = run[:points[index] + 1].count(step)  # a step may show more than once
             since = world.daemon.events()[-1]["id"]
             world.prometheus.set(WANTED, wanted)
-            wait_for(lambda s=step, i=since: [e for e in world.daemon.events("runner")
-                                              if e["id"] > i and e["message"].endswith(s)],
-                     WAIT, f"step {step!r}")
+            wait_for(lambda s=step, i=since, n=nth: len(
+                [e for e in world.daemon.events("runner")
+                 if e["id"] > i and e["message"].endswith(f": {s}")]) >= n,
+                WAIT, f"step {step!r}")
             kill_tree(world.daemon)
             world.daemon.start()
             wait_for(lambda w=wanted: settled(world, w), WAIT,
                      f"the scale to {wanted} killed at {step!r} to end")
         deleted += 1
-        assert world.all_micado_vms() == [], f"left after the step {index}"
-        assert len(world.gone()) == deleted, f"a VM made twice around step {index}"
+        assert world.all_micado_vms() == [], f"left after the kill points {index}"
+        assert len(world.gone()) == deleted, f"a VM made twice around the kill points {index}"
     assert world.daemon.events("action_failed") == []
+
+
+def around_changes(steps: list[str]) -> list[int]:
+    """Where the steps start a CHANGING task, and the step right after each."""
+    starts = [i for i, s in enumerate(steps) if any(s.startswith(f"task: {c}") for c in CHANGING)]
+    return sorted({j for i in starts for j in (i, i + 1) if j < len(steps)})
 
 
 def settled(world: World, wanted: int) -> bool:

@@ -161,6 +161,18 @@ class BootedVm:
     provider_id: str
 
 
+def ec2_error(code: str, message: str) -> str:
+    """An EC2 API error body, as the fault proxy answers in EC2's place."""
+    return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error>"
+            f"<Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+            "<RequestID>1</RequestID></Response>")
+
+
+# what EC2 answers a RunInstances over the account's limit
+EC2_LIMIT = ec2_error("InstanceLimitExceeded", "You have requested more instances than your "
+                      "current instance limit of 0 allows for the specified instance type.")
+
+
 @dataclass
 class Booter:
     """Boots EC2 instances into Kubernetes Nodes, checking their join on the way."""

@@ -31,13 +31,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.beside]
 
 HAVE = all(importlib.util.find_spec(m) for m in ("moto", "ansible_runner", "boto3"))
 LABELS = {"micado.eu/node_type": "worker", "micado.eu/app": "shop"}
-EC2_500 = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error>"
-           "<Code>InternalError</Code><Message>We encountered an internal error, injected by "
-           "the test</Message></Error></Errors><RequestID>1</RequestID></Response>")
-EC2_LIMIT = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error>"
-             "<Code>InstanceLimitExceeded</Code><Message>You have requested more instances "
-             "than your current instance limit of 0 allows for the specified instance type."
-             "</Message></Error></Errors><RequestID>2</RequestID></Response>")
 NOVA_500 = ('{"computeFault": {"code": 500, "message": "Unexpected API Error, injected by '
             'the test"}}')
 
@@ -91,9 +84,10 @@ def ec2_cloud(tmp_path: Path) -> Iterator[Any]:
 
 def test_ec2_500s_fail_the_run_with_the_cloud_error(ec2_cloud: Any) -> None:
     from tests.fakes.fault_proxy import Fault
-    from tests.integration.cloud_node_harness import group_instances, stats_of
+    from tests.integration.cloud_node_harness import ec2_error, group_instances, stats_of
 
-    fault = ec2_cloud.proxy.inject(Fault("POST", "^/", 500, EC2_500, body="Action=RunInstances",
+    error = ec2_error("InternalError", "We encountered an internal error, injected by the test")
+    fault = ec2_cloud.proxy.inject(Fault("POST", "^/", 500, error, body="Action=RunInstances",
                                          content_type="text/xml"))
     result = ec2_cloud.scale(2)
     assert_refused(result, "EC2", ["worker-shop-1", "worker-shop-2"], "InternalError",
@@ -109,7 +103,7 @@ def test_ec2_500s_fail_the_run_with_the_cloud_error(ec2_cloud: Any) -> None:
 
 def test_ec2_instance_limit_fails_the_run_naming_the_limit(ec2_cloud: Any) -> None:
     from tests.fakes.fault_proxy import Fault
-    from tests.integration.cloud_node_harness import group_instances
+    from tests.integration.cloud_node_harness import EC2_LIMIT, group_instances
 
     ec2_cloud.proxy.inject(Fault("POST", "^/", 400, EC2_LIMIT, body="Action=RunInstances",
                                  content_type="text/xml"))

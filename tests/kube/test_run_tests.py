@@ -117,3 +117,25 @@ def test_a_failed_build_fails_the_run_and_names_its_log(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "cluster-bins.log"
     assert f"the control-plane build failed (exit 1), log: {log}" in done.stderr
     assert "names no module proxy" in log.read_text()
+
+
+def test_the_setup_runs_once_the_build_has_started_and_its_failure_fails_the_run(
+        tmp_path: Path) -> None:
+    """make test installs the Debian packages and the virtualenv through RUN_TESTS_SETUP, so a
+    cold build of the control plane overlaps them: the build's log is there when it runs."""
+    cache = tmp_path / "cache"
+    fake_build(Path(run(cache, "--dir").stdout.strip()))
+    log = tmp_path / "logs" / "cluster-bins.log"
+    setup = (f'for i in $(seq 100); do test -e "{log}" && break; sleep 0.1; done; '
+             f'test -e "{log}" && echo "setup after the build started" >> "$RECORD"')
+    done, record = run_tests(tmp_path, cache, RUN_TESTS_SETUP=setup)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert record[0] == "setup after the build started"
+    assert sorted(record[1:3]) == ["beside", "plain"]
+
+    failing = tmp_path / "failing"
+    failing.mkdir()
+    done, record = run_tests(failing, cache, RUN_TESTS_SETUP="exit 3")
+    assert done.returncode == 1
+    assert "run-tests: error: the setup failed: exit 3" in done.stderr
+    assert record == []  # no test ran

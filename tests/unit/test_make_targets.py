@@ -11,10 +11,11 @@ from conftest import REPO, prerequisite
 
 
 def _would_run(target: str, venv: Path) -> str:
-    """make's own dry run (-n) of `target` for a venv that does not exist yet."""
+    """make's own dry run (-n) of `target` (targets, space-separated) for a venv that does not
+    exist yet."""
     prerequisite(shutil.which("make") is not None, "make")
-    result = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=REPO, capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(["make", "-n", *target.split(), f"VENV={venv}"], cwd=REPO,
+                            capture_output=True, text=True, check=True)
     return result.stdout
 
 
@@ -26,7 +27,12 @@ def test_demo_installs_the_package_without_the_test_tools(tmp_path: Path) -> Non
 
 
 def test_test_installs_the_test_tools(tmp_path: Path) -> None:
+    # make test has scripts/run-tests run this once the control plane's build has started
     commands = _would_run("test", tmp_path / "venv")
+    setup = f"RUN_TESTS_SETUP='make --no-print-directory VENV={tmp_path / 'venv'} " \
+            "debian-packages venv'"
+    assert setup in commands and "scripts/run-tests" in commands, commands
+    commands = _would_run("debian-packages venv", tmp_path / "venv")
     assert "pip install --quiet -e '.[test]'" in commands
     assert "scripts/ensure-debian-packages tests/debian-packages.txt" in commands
 
