@@ -95,4 +95,5 @@ def test_make_test_runs_the_suite_through_run_tests(tmp_path: Path) -> None:
     """scripts/run-tests builds the control plane and runs the cluster tests too
     (tests/kube/test_run_tests.py)."""
     commands = make_dry_run("test", tmp_path)
-    assert f"PYTHON={tmp_path / 'venv' / 'bin' / 'python'} scripts/run-tests" in commands
+    assert f"PYTHON={tmp_path / 'venv' / 'bin' / 'python'} RUN_TESTS_SETUP=" in commands
+    assert "scripts/run-tests\n" in commands, commands
