@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import psutil
 import pytest
 import requests
+import yaml
 from tests.fakes.fault_proxy import Fault, FaultProxy
 from tests.fakes.kube_api import FakeKubeApi
 from tests.integration.cloud_node_harness import (
@@ -64,36 +65,33 @@ SERVER_URL = "https://10.1.0.1:6443"
 WANTED = "micado_reconcile_wanted_nodes"
 WAIT = 300.0  # an upper bound for a wait under load, never an assertion about speed
 GROUP = "worker-node"
-ADT = """\
-tosca_definitions_version: tosca_simple_yaml_1_2
-imports:
-  - https://raw.githubusercontent.com/micado-scale/tosca/develop/micado_types.yaml
-topology_template:
-  node_templates:
-    web:
-      type: tosca.nodes.MiCADO.Container.Application.Docker.Deployment
-      properties:
-        image: nginx:1.25
-    worker-node:
-{compute}
-      interfaces:
-        Occopus:
-          create:
-            inputs:
-              endpoint: {endpoint}
-  policies:
-    - scalability:
-        type: tosca.policies.Scaling.MiCADO
-        targets: [ worker-node ]
-        properties:
-          queries:
-            WANTED: {wanted}
-          min_instances: 0
-          max_instances: 3
-          node_unreachable_timeout: 5s
-          scaling_rule: |
-            m_node_count = WANTED
-"""
+
+
+def app_adt(cloud: Cloud, container: str, groups: dict[str, str],
+            unreachable: str | None = None) -> str:
+    """An app of one container and node groups on `cloud`, each group sized by its own rule
+    `m_node_count = <its query>` (group -> the Prometheus expression of its query)."""
+    templates: dict[str, Any] = {container: {
+        "type": "tosca.nodes.MiCADO.Container.Application.Docker.Deployment",
+        "properties": {"image": "nginx:1.25"}}}
+    policies = []
+    for group, expr in groups.items():
+        query = group.upper().replace("-", "_")
+        templates[group] = {**cloud.compute(), "interfaces": {"Occopus": {"create": {
+            "inputs": {"endpoint": cloud.endpoint}}}}}
+        properties: dict[str, Any] = {"queries": {query: expr}, "min_instances": 0,
+                                      "max_instances": 3,
+                                      "scaling_rule": f"m_node_count = {query}\n"}
+        if unreachable is not None:
+            properties["node_unreachable_timeout"] = unreachable
+        policies.append({f"scale-{group}": {"type": "tosca.policies.Scaling.MiCADO",
+                                            "targets": [group], "properties": properties}})
+    return yaml.safe_dump({
+        "tosca_definitions_version": "tosca_simple_yaml_1_2",
+        "imports": ["https://raw.githubusercontent.com/micado-scale/tosca/develop/"
+                    "micado_types.yaml"],
+        "topology_template": {"node_templates": templates, "policies": policies}},
+        sort_keys=False)
 
 
 class Cloud(Protocol):
@@ -101,14 +99,14 @@ class Cloud(Protocol):
 
     endpoint: str
 
-    def compute(self) -> str:
-        """The ADT's worker-node type and properties (indented for ADT)."""
+    def compute(self) -> dict[str, Any]:
+        """A node group's type and properties in the ADT."""
 
     def nodes_config(self) -> dict[str, Any]:
         """The cloud's part of the controller's `nodes:` section."""
 
-    def booter(self, kube: FakeKubeApi, labels: dict[str, str]) -> Booter:
-        """A booter that turns this cloud's running VMs into Nodes."""
+    def booter(self, kube: FakeKubeApi) -> Booter:
+        """A booter that turns this cloud's running VMs into Nodes, labelled by their names."""
 
     def vms(self, app: str, states: str = "live", group: str = GROUP) -> list[tuple[str, str]]:
         """(name, id) of the group's VMs in `states` (live | gone), by tag or metadata."""
@@ -135,16 +133,17 @@ class Ec2:
     credentials: Path
     proxy: FaultProxy
 
-    def compute(self) -> str:
-        return ("      type: tosca.nodes.MiCADO.EC2.Compute\n      properties:\n"
-                f"        region_name: {REGION}\n        image_id: {AMI}\n"
-                "        instance_type: t2.micro")
+    def compute(self) -> dict[str, Any]:
+        return {"type": "tosca.nodes.MiCADO.EC2.Compute",
+                "properties": {"region_name": REGION, "image_id": AMI,
+                               "instance_type": "t2.micro"}}
 
     def nodes_config(self) -> dict[str, Any]:
         return {"aws_credentials_file": str(self.credentials)}
 
-    def booter(self, kube: FakeKubeApi, labels: dict[str, str]) -> Booter:
-        return Booter(ec2=self.ec2, kube=kube, server_url=SERVER_URL, labels=labels)
+    def booter(self, kube: FakeKubeApi) -> Booter:
+        return Booter(ec2=self.ec2, kube=kube, server_url=SERVER_URL, labels={},
+                      labels_of=labels_of_vm)
 
     def vms(self, app: str, states: str = "live", group: str = GROUP) -> list[tuple[str, str]]:
         wanted = ["pending", "running"] if states == "live" else ["shutting-down", "terminated"]
@@ -187,18 +186,18 @@ class Nova:
     def endpoint(self) -> str:
         return self.cloud.auth_url
 
-    def compute(self) -> str:
-        return ("      type: tosca.nodes.MiCADO.Nova.Compute\n      properties:\n"
-                f"        image_id: {self.cloud.image}\n        flavor_name: {self.cloud.flavor}\n"
-                f"        network_id: {self.cloud.network}\n"
-                f"        project_id: {self.conn.current_project_id}")
+    def compute(self) -> dict[str, Any]:
+        return {"type": "tosca.nodes.MiCADO.Nova.Compute",
+                "properties": {"image_id": self.cloud.image, "flavor_name": self.cloud.flavor,
+                               "network_id": self.cloud.network,
+                               "project_id": self.conn.current_project_id}}
 
     def nodes_config(self) -> dict[str, Any]:
         return {"clouds_yaml": str(self.cloud.clouds_yaml), "os_cloud": "project"}
 
-    def booter(self, kube: FakeKubeApi, labels: dict[str, str]) -> Booter:
-        return NovaBooter(ec2=None, kube=kube, server_url=SERVER_URL, labels=labels,
-                          admin=self.admin)
+    def booter(self, kube: FakeKubeApi) -> Booter:
+        return NovaBooter(ec2=None, kube=kube, server_url=SERVER_URL, labels={},
+                          labels_of=labels_of_vm, admin=self.admin)
 
     def vms(self, app: str, states: str = "live", group: str = GROUP) -> list[tuple[str, str]]:
         # a deleted server keeps its name and id in Nova's records, which admins can list
@@ -256,8 +255,7 @@ class World:
     def start_app(self, wanted: int) -> None:
         self.prometheus.set(WANTED, wanted)
         adt = self.tmp / "app.yaml"
-        adt.write_text(ADT.format(compute=self.cloud.compute(), endpoint=self.cloud.endpoint,
-                                  wanted=WANTED))
+        adt.write_text(app_adt(self.cloud, "web", {GROUP: WANTED}, unreachable="5s"))
         started = self.daemon.cli("start", str(adt), "--id", self.app)
         assert started.returncode == 0, started.stderr
 
@@ -275,9 +273,12 @@ class World:
     def nodes(self) -> set[str]:
         return {name for (_g, plural, _ns, name) in self.kube.objects if plural == "nodes"}
 
-    def done(self, nodes: int) -> list[dict[str, Any]]:
-        return [e for e in self.daemon.events("action") if f"done, {nodes} nodes"
-                in e["message"]]
+    def done(self, nodes: int, app: str | None = None,
+             group: str = GROUP) -> list[dict[str, Any]]:
+        """The group's operations that ended with `nodes` nodes (the test's app's by default)."""
+        return [e for e in self.daemon.events("action") if e["app_id"] == (app or self.app)
+                and e["message"].startswith(f"node group {group}: operation ")
+                and e["message"].endswith(f" done, {nodes} nodes")]
 
     def reconciled(self, text: str) -> list[dict[str, Any]]:
         return [e for e in self.daemon.events("reconcile") if text in e["message"]]
@@ -308,14 +309,12 @@ def nova_cloud(request: pytest.FixtureRequest, app: str) -> Iterator[Nova]:
 @pytest.fixture(params=["ec2", "openstack"])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     app = "vms" + uuid.uuid4().hex[:4]  # the OpenStack project is shared with other tests
-    labels = {"micado.eu/node_type": GROUP, "micado.eu/app": app}
     with contextlib.ExitStack() as stack:
         cloud: Cloud = stack.enter_context(
             ec2_cloud(tmp_path) if request.param == "ec2" else nova_cloud(request, app))
         prometheus = stack.enter_context(FakePrometheus())
         kube = stack.enter_context(FakeKubeApi())
-        booter = stack.enter_context(cloud.booter(kube, labels))
-        booter.labels_of = labels_of_vm
+        booter = stack.enter_context(cloud.booter(kube))
         kubeconfig = write_kubeconfig(tmp_path / "nodes-kubeconfig", kube.url, "admin")
         daemon = Daemon(tmp_path, kube.url, prometheus.url, tmp_path / "rules",
                         tmp_path / "targets", tick_seconds=1.0,
@@ -508,54 +507,6 @@ def test_a_vm_lost_outside_is_made_again_and_a_crash_mid_deletion_leaves_no_orph
     assert world.nodes() == set()
 
 
-TWO_GROUPS_ADT = """\
-tosca_definitions_version: tosca_simple_yaml_1_2
-imports:
-  - https://raw.githubusercontent.com/micado-scale/tosca/develop/micado_types.yaml
-topology_template:
-  node_templates:
-    shop:
-      type: tosca.nodes.MiCADO.Container.Application.Docker.Deployment
-      properties:
-        image: nginx:1.25
-    worker-node:
-{compute}
-      interfaces:
-        Occopus:
-          create:
-            inputs:
-              endpoint: {endpoint}
-    big-node:
-{compute}
-      interfaces:
-        Occopus:
-          create:
-            inputs:
-              endpoint: {endpoint}
-  policies:
-    - workers:
-        type: tosca.policies.Scaling.MiCADO
-        targets: [ worker-node ]
-        properties:
-          queries:
-            WORKERS: {workers}
-          min_instances: 0
-          max_instances: 3
-          scaling_rule: |
-            m_node_count = WORKERS
-    - big:
-        type: tosca.policies.Scaling.MiCADO
-        targets: [ big-node ]
-        properties:
-          queries:
-            BIG: {big}
-          min_instances: 0
-          max_instances: 3
-          scaling_rule: |
-            m_node_count = BIG
-"""
-
-
 def test_two_apps_and_two_groups_scale_at_once(world: World) -> None:
     """One app with two node groups and another with one scale out together, then the first
     app's groups scale in while the other's grows: the runs overlap (every group's first runner
@@ -566,18 +517,17 @@ def test_two_apps_and_two_groups_scale_at_once(world: World) -> None:
     world.prometheus.set(workers, 2)
     world.prometheus.set(big, 1)
     adt = world.tmp / "two.yaml"
-    adt.write_text(TWO_GROUPS_ADT.format(compute=world.cloud.compute(),
-                                         endpoint=world.cloud.endpoint, workers=workers, big=big))
+    adt.write_text(app_adt(world.cloud, "shop", {GROUP: workers, "big-node": big}))
     world.start_app(2)
     started = world.daemon.cli("start", str(adt), "--id", two)
     assert started.returncode == 0, started.stderr
 
     groups = [(world.app, GROUP, 2), (two, GROUP, 2), (two, "big-node", 1)]
-    wait_for(lambda: all(group_done(world, app, group, n) for app, group, n in groups), WAIT,
+    wait_for(lambda: all(world.done(n, app, group) for app, group, n in groups), WAIT,
              "the three groups' first operations")
     events = world.daemon.events()
     firsts = [first_runner_event(events, app, group) for app, group, _n in groups]
-    ends = [group_done(world, app, group, n)[0]["id"] for app, group, n in groups]
+    ends = [world.done(n, app, group)[0]["id"] for app, group, n in groups]
     assert max(firsts) < min(ends), "a group's run waited for another's to end"
     expect_vms(world, {world.app: {GROUP: 2}, two: {GROUP: 2, "big-node": 1}})
 
@@ -585,8 +535,8 @@ def test_two_apps_and_two_groups_scale_at_once(world: World) -> None:
     world.prometheus.set(workers, 1)
     world.prometheus.set(big, 0)
     world.prometheus.set(WANTED, 3)
-    wait_for(lambda: group_done(world, two, GROUP, 1) and group_done(world, two, "big-node", 0)
-             and group_done(world, world.app, GROUP, 3), WAIT, "the second operations")
+    wait_for(lambda: world.done(1, two) and world.done(0, two, "big-node") and world.done(3),
+             WAIT, "the second operations")
     expect_vms(world, {world.app: {GROUP: 3}, two: {GROUP: 1, "big-node": 0}})
     assert world.gone() == []  # the first app lost no VM on the way
     assert [name for name, _id in world.cloud.vms(two, "gone")] == [f"{GROUP}-{two}-2"]
@@ -594,13 +544,6 @@ def test_two_apps_and_two_groups_scale_at_once(world: World) -> None:
         f"big-node-{two}-1"]
     assert world.daemon.events("action_failed") == []
     assert world.daemon.events("runner_failed") == []
-
-
-def group_done(world: World, app: str, group: str, nodes: int) -> list[dict[str, Any]]:
-    """The app's group's operations that ended with `nodes` nodes."""
-    return [e for e in world.daemon.events("action") if e["app_id"] == app and
-            e["message"].startswith(f"node group {group}: operation ")
-            and e["message"].endswith(f" done, {nodes} nodes")]
 
 
 def first_runner_event(events: list[dict[str, Any]], app: str, group: str) -> int:
