@@ -47,9 +47,15 @@ pytest_plugins = ["kube.cluster", "integration.openstack_fixture"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses the OpenStack services `beside`: make test runs them in a
-    pytest of their own beside the others (they mostly wait for Nova and ansible-runner). The
-    modules that drive a cloud through the daemon mark themselves."""
+    """Mark every test that uses the OpenStack services `openstack` and `beside`: make test runs
+    them in one pytest (one cloud for them all) beside the others (they mostly wait for Nova and
+    ansible-runner); the modules that drive a cloud through the daemon mark themselves `beside`.
+    Mark every test that uses the four-host test bed `hosts`: the bed is one per machine (fixed
+    names and addresses), so make test runs them one at a time, in lane 1 only."""
     for item in items:
-        if "openstack_cloud" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "openstack_cloud" in fixtures:
+            item.add_marker(pytest.mark.openstack)
             item.add_marker(pytest.mark.beside)
+        if "testbed" in fixtures:
+            item.add_marker(pytest.mark.hosts)

@@ -1,7 +1,7 @@
 """scripts/run-tests, what `make test` runs: the control plane builds (or is reused) in the
-background while the tests not marked `cluster` run (the `beside` ones in a pytest of their own
-at the same time as the others), then the `cluster` tests run on it; a failed build or a failed
-test in any part fails the run. Run here on a small suite of its own and a
+background while three lanes of pytest runs take the parts of the suite (the `hosts` ones in
+lane 1 only), the `cluster` parts once the build is there; a failed build or a failed test in
+any part fails the run. Run here on a small suite of its own and a
 build cache of the test's (a finished build made by hand, or none with no module proxy)."""
 
 from __future__ import annotations
@@ -24,58 +24,85 @@ from pathlib import Path
 
 import pytest
 
+FIRST = ("plain", "beside", "hosts")
+
 
 def note(what):
     with Path(os.environ["RECORD"]).open("a") as record:
-        record.write(what + "\\n")
+        record.write(f"{what} in lane {os.environ['MICADO_TEST_LANE']}\\n")
 
 
-def meet(me, other):
-    """Say `me` started, then wait for `other`: only two tests running at once both get past."""
+def wait_for(name, me):
     record = Path(os.environ["RECORD"])
-    (record.parent / me).touch()
     deadline = time.monotonic() + 240
-    while not (record.parent / other).exists():
-        assert time.monotonic() < deadline, f"{other} did not run beside {me}"
+    while not (record.parent / name).exists():
+        assert time.monotonic() < deadline, f"{name} did not run beside {me}"
         time.sleep(0.1)
 
 
+def meet(me):
+    """Say `me` started, then wait for the other two first tests: only when the three run at
+    once do they all get past."""
+    (Path(os.environ["RECORD"]).parent / me).touch()
+    for other in FIRST:
+        wait_for(other, me)
+
+
+def on_the_cluster(me):
+    # the build's last line (the directory it made or reused) is in its log by now
+    log = Path(os.environ["MICADO_TEST_LOGS"]) / "cluster-bins.log"
+    note(f"{me} after {log.read_text().splitlines()[-1]}")
+    (Path(os.environ["RECORD"]).parent / "on-the-cluster").touch()
+
+
 def test_plain():
-    meet("plain", "beside")
+    meet("plain")
     note("plain")
     assert os.environ.get("PLAIN_FAILS") != "1"
 
 
 @pytest.mark.beside
 def test_beside():
-    meet("beside", "plain")
+    meet("beside")
     note("beside")
     assert os.environ.get("BESIDE_FAILS") != "1"
+
+
+@pytest.mark.hosts
+def test_hosts():
+    meet("hosts")
+    if os.environ.get("HOSTS_WAIT") == "1":  # until a cluster test ran in another lane
+        wait_for("on-the-cluster", "hosts")
+    note("hosts")
+    assert os.environ.get("HOSTS_FAILS") != "1"
 
 
 @pytest.mark.cluster
 @pytest.mark.beside
 def test_on_the_cluster_beside():
-    meet("cluster-beside", "cluster")
-    note("cluster beside")
+    on_the_cluster("cluster beside")
+
+
+@pytest.mark.cluster
+@pytest.mark.hosts
+def test_on_the_cluster_hosts():
+    on_the_cluster("cluster hosts")
 
 
 @pytest.mark.cluster
 def test_on_the_cluster():
-    meet("cluster", "cluster-beside")
-    # the build's last line (the directory it made or reused) is in its log by now
-    log = Path(os.environ["MICADO_TEST_LOGS"]) / "cluster-bins.log"
-    note("cluster after " + log.read_text().splitlines()[-1])
+    on_the_cluster("cluster")
     assert os.environ.get("CLUSTER_FAILS") != "1"
 '''
+MARKERS = ("cluster", "beside", "hosts", "openstack")
 
 
 def run_tests(tmp_path: Path, cache: Path, **env: str) -> tuple[subprocess.CompletedProcess[str],
                                                                  list[str]]:
     suite = tmp_path / "suite"
     suite.mkdir()
-    (suite / "pytest.ini").write_text("[pytest]\nmarkers =\n    cluster: on the control plane\n"
-                                      "    beside: beside the others\n")
+    (suite / "pytest.ini").write_text(
+        "[pytest]\nmarkers =\n" + "".join(f"    {marker}: a lane\n" for marker in MARKERS))
     (suite / "test_suite.py").write_text(SUITE)
     record = tmp_path / "record"
     record.touch()
@@ -88,32 +115,46 @@ def run_tests(tmp_path: Path, cache: Path, **env: str) -> tuple[subprocess.Compl
     return done, record.read_text().splitlines()
 
 
+def lanes(record: list[str]) -> dict[str, str]:
+    """What ran -> the lane it ran in."""
+    return dict(line.rsplit(" in lane ", 1) for line in record)
+
+
 @pytest.mark.parametrize(("failing", "status"), [
-    ({}, 0), ({"PLAIN_FAILS": "1"}, 1), ({"BESIDE_FAILS": "1"}, 1), ({"CLUSTER_FAILS": "1"}, 1)])
-def test_the_cluster_tests_run_after_the_others_and_the_build(
+    ({}, 0), ({"PLAIN_FAILS": "1"}, 1), ({"BESIDE_FAILS": "1"}, 1), ({"HOSTS_FAILS": "1"}, 1),
+    ({"CLUSTER_FAILS": "1"}, 1)])
+def test_three_lanes_run_the_parts_and_the_cluster_tests_start_once_the_build_is_there(
         tmp_path: Path, failing: dict[str, str], status: int) -> None:
     cache = tmp_path / "cache"
     directory = Path(run(cache, "--dir").stdout.strip())
     fake_build(directory)
-    done, record = run_tests(tmp_path, cache, **failing)
+    done, record = run_tests(tmp_path, cache, HOSTS_WAIT="1", **failing)
     assert done.returncode == status, done.stdout + done.stderr
-    # the plain and the beside tests ran side by side (each waited for the other to start),
-    # then the cluster tests; a failing test in one part does not stop the others: all count
-    assert sorted(record[:2]) == ["beside", "plain"]
-    assert sorted(record[2:]) == [f"cluster after {directory}", "cluster beside"]
+    ran = lanes(record)
+    # the plain, beside and hosts tests ran at once, in three lanes (each waited for the other
+    # two to start); a failing test in one part does not stop the others: all count
+    assert {ran["plain"], ran["beside"], ran["hosts"]} == {"1", "2", "3"}
+    # the hosts tests run in lane 1 only, the cluster ones after the build, and the first
+    # cluster test ran while the hosts test was still running (it waited for one)
+    assert ran["hosts"] == ran[f"cluster hosts after {directory}"] == "1"
+    assert set(ran) == {"plain", "beside", "hosts", f"cluster hosts after {directory}",
+                        f"cluster beside after {directory}", f"cluster after {directory}"}
+    assert record.index("hosts in lane 1") > min(
+        index for index, line in enumerate(record) if line.startswith("cluster"))
     assert f"log: {tmp_path / 'logs' / 'cluster-bins.log'}" in done.stdout
-    # the beside tests' output is in the run's own, not only in their log
-    beside_log = (tmp_path / "logs" / "beside-other.log").read_text()
-    assert "3 deselected" in beside_log  # the one test beside and not on the cluster
-    assert f"log: {tmp_path / 'logs' / 'beside-other.log'}" in done.stdout
-    assert beside_log in done.stdout
+    # the other lanes' output is in the run's own, not only in their logs
+    for lane in ("2", "3"):
+        lane_log = (tmp_path / "logs" / f"lane-{lane}.log").read_text()
+        assert "run-tests: lane " + lane + ": pytest -m" in lane_log
+        assert f"log: {tmp_path / 'logs' / f'lane-{lane}.log'}" in done.stdout
+        assert lane_log in done.stdout
 
 
 def test_a_failed_build_fails_the_run_and_names_its_log(tmp_path: Path) -> None:
     done, record = run_tests(tmp_path, tmp_path / "empty-cache")
     assert done.returncode == 1, done.stdout + done.stderr
     # the other tests ran; the cluster tests had nothing to run on
-    assert sorted(record) == ["beside", "plain"]
+    assert sorted(lanes(record)) == ["beside", "hosts", "plain"]
     log = tmp_path / "logs" / "cluster-bins.log"
     assert f"the control-plane build failed (exit 1), log: {log}" in done.stderr
     assert "names no module proxy" in log.read_text()
@@ -131,7 +172,7 @@ def test_the_setup_runs_once_the_build_has_started_and_its_failure_fails_the_run
     done, record = run_tests(tmp_path, cache, RUN_TESTS_SETUP=setup)
     assert done.returncode == 0, done.stdout + done.stderr
     assert record[0] == "setup after the build started"
-    assert sorted(record[1:3]) == ["beside", "plain"]
+    assert {"beside", "hosts", "plain"} <= set(lanes(record[1:]))
 
     failing = tmp_path / "failing"
     failing.mkdir()

@@ -20,7 +20,7 @@ COLLECTION = REPO / "collections" / "ansible_collections" / "micado" / "core"
 SCENARIOS = sorted(p.parent.name for p in (COLLECTION / "extensions" / "molecule").glob(
     "*/molecule.yml"))
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.hosts]  # podman containers: the hosts lane
 
 
 @pytest.fixture(scope="session")
