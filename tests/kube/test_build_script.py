@@ -10,6 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import prerequisite
 from kube.cluster import BINARIES, BUILD_SCRIPT, KWOK_STAGES
 
@@ -77,6 +79,15 @@ def test_the_build_never_falls_back_to_version_control(tmp_path: Path) -> None:
     done = run(tmp_path, GOPROXY="direct")
     assert done.returncode != 0
     assert "names no module proxy" in done.stderr
+
+
+@pytest.mark.parametrize("niceness", ["x", "20", "-5"])
+def test_a_bad_niceness_is_refused_before_anything_is_built(tmp_path: Path, niceness: str) -> None:
+    done = run(tmp_path / "cache", MICADO_BUILD_NICE=niceness)
+    assert done.returncode == 1
+    assert done.stderr == ("build-cluster-bins: error: MICADO_BUILD_NICE must be a niceness from "
+                           f"0 to 19 (got '{niceness}')\n")
+    assert not (tmp_path / "cache").exists()
 
 
 def make_dry_run(target: str, tmp_path: Path) -> str:
