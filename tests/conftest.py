@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     them in one pytest (one cloud for them all) beside the others (they mostly wait for Nova and
     ansible-runner); the modules that drive a cloud through the daemon mark themselves `beside`.
     Mark every test that uses the four-host test bed `hosts`: the bed is one per machine (fixed
-    names and addresses), so make test runs them one at a time, in lane 1 only."""
+    names and addresses), so make test never runs two parts of them at once."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if "openstack_cloud" in fixtures:

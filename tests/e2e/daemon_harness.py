@@ -99,11 +99,15 @@ class Daemon:
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.write_config()
         self.starts += 1
+        # its temporary files (ansible's module payloads too, which a kill -9 leaves) in the
+        # test's directory, not in the machine's /tmp
+        tmp = self.root / "tmp"
+        tmp.mkdir(exist_ok=True)
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "micado", "controller", "run", "--config", str(config)],
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp), **self.env})
         if not wait_until(self._ready, START_TIMEOUT, 0.1):
             self.kill()
             raise AssertionError(f"the controller did not start:\n{self.log.read_text()}")

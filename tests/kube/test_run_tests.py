@@ -1,7 +1,7 @@
 """scripts/run-tests, what `make test` runs: the control plane builds (or is reused) in the
-background while three lanes of pytest runs take the parts of the suite (the `hosts` ones in
-lane 1 only), the `cluster` parts once the build is there; a failed build or a failed test in
-any part fails the run. Run here on a small suite of its own and a
+background while lanes of pytest runs take the parts of the suite (the `hosts` ones one at a
+time), the `cluster` parts once the build is there; a failed build or a failed test in any part
+fails the run. Run here on a small suite of its own and a
 build cache of the test's (a finished build made by hand, or none with no module proxy)."""
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from pathlib import Path
 
 import pytest
 
-FIRST = ("plain", "beside", "hosts")
-
-
 def note(what):
     with Path(os.environ["RECORD"]).open("a") as record:
         record.write(f"{what} in lane {os.environ['MICADO_TEST_LANE']}\\n")
@@ -41,10 +38,11 @@ def wait_for(name, me):
 
 
 def meet(me):
-    """Say `me` started, then wait for the other two first tests: only when the three run at
-    once do they all get past."""
+    """Say `me` started; if $MEET names it, wait for the others it names: only when they all run
+    at once do they all get past."""
     (Path(os.environ["RECORD"]).parent / me).touch()
-    for other in FIRST:
+    names = os.environ.get("MEET", "").split(",")
+    for other in names if me in names else ():
         wait_for(other, me)
 
 
@@ -106,10 +104,12 @@ def run_tests(tmp_path: Path, cache: Path, **env: str) -> tuple[subprocess.Compl
     (suite / "test_suite.py").write_text(SUITE)
     record = tmp_path / "record"
     record.touch()
+    # this run's own lane settings (make test's, or a user's) are not the nested run's
+    outer = {k: v for k, v in os.environ.items() if not k.startswith("MICADO_TEST_LANE")}
     done = subprocess.run(
         [str(RUN_TESTS), "-p", "no:cacheprovider", str(suite)], cwd=REPO, capture_output=True,
         text=True, timeout=300, check=False,
-        env={**os.environ, "PYTHON": sys.executable, "MICADO_TEST_LOGS": str(tmp_path / "logs"),
+        env={**outer, "PYTHON": sys.executable, "MICADO_TEST_LOGS": str(tmp_path / "logs"),
              "MICADO_CLUSTER_BINS_CACHE": str(cache), "RECORD": str(record),
              "GOPROXY": "off", **env})  # no module proxy: a build that is not reused fails
     return done, record.read_text().splitlines()
@@ -123,24 +123,26 @@ def lanes(record: list[str]) -> dict[str, str]:
 @pytest.mark.parametrize(("failing", "status"), [
     ({}, 0), ({"PLAIN_FAILS": "1"}, 1), ({"BESIDE_FAILS": "1"}, 1), ({"HOSTS_FAILS": "1"}, 1),
     ({"CLUSTER_FAILS": "1"}, 1)])
-def test_three_lanes_run_the_parts_and_the_cluster_tests_start_once_the_build_is_there(
+def test_the_lanes_take_the_parts_and_the_cluster_tests_start_once_the_build_is_there(
         tmp_path: Path, failing: dict[str, str], status: int) -> None:
     cache = tmp_path / "cache"
     directory = Path(run(cache, "--dir").stdout.strip())
     fake_build(directory)
-    done, record = run_tests(tmp_path, cache, HOSTS_WAIT="1", **failing)
+    done, record = run_tests(tmp_path, cache, MICADO_TEST_LANES="3", MEET="plain,beside,hosts",
+                             HOSTS_WAIT="1", **failing)
     assert done.returncode == status, done.stdout + done.stderr
     ran = lanes(record)
     # the plain, beside and hosts tests ran at once, in three lanes (each waited for the other
     # two to start); a failing test in one part does not stop the others: all count
     assert {ran["plain"], ran["beside"], ran["hosts"]} == {"1", "2", "3"}
-    # the hosts tests run in lane 1 only, the cluster ones after the build, and the first
-    # cluster test ran while the hosts test was still running (it waited for one)
-    assert ran["hosts"] == ran[f"cluster hosts after {directory}"] == "1"
     assert set(ran) == {"plain", "beside", "hosts", f"cluster hosts after {directory}",
                         f"cluster beside after {directory}", f"cluster after {directory}"}
-    assert record.index("hosts in lane 1") > min(
-        index for index, line in enumerate(record) if line.startswith("cluster"))
+    # a cluster test ran while the hosts test was still running (it waited for one), but the
+    # cluster's hosts test only after it: one hosts part at a time
+    hosts = record.index(f"hosts in lane {ran['hosts']}")
+    assert min(i for i, line in enumerate(record) if line.startswith("cluster")) < hosts
+    assert record.index(f"cluster hosts after {directory} in lane "
+                        f"{ran[f'cluster hosts after {directory}']}") > hosts
     assert f"log: {tmp_path / 'logs' / 'cluster-bins.log'}" in done.stdout
     # the other lanes' output is in the run's own, not only in their logs
     for lane in ("2", "3"):
@@ -148,6 +150,27 @@ def test_three_lanes_run_the_parts_and_the_cluster_tests_start_once_the_build_is
         assert "run-tests: lane " + lane + ": pytest -m" in lane_log
         assert f"log: {tmp_path / 'logs' / f'lane-{lane}.log'}" in done.stdout
         assert lane_log in done.stdout
+
+
+def test_two_lanes_by_default(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    directory = Path(run(cache, "--dir").stdout.strip())
+    fake_build(directory)
+    done, record = run_tests(tmp_path, cache, MEET="plain,beside")
+    assert done.returncode == 0, done.stdout + done.stderr
+    ran = lanes(record)
+    assert len(ran) == 6 and {ran["plain"], ran["beside"]} == {"1", "2"}
+    assert set(ran.values()) == {"1", "2"}
+    assert not (tmp_path / "logs" / "lane-3.log").exists()
+
+
+@pytest.mark.parametrize("count", ["0", "9", "two", "2 "])
+def test_a_bad_number_of_lanes_is_refused_before_anything_runs(tmp_path: Path, count: str) -> None:
+    done, record = run_tests(tmp_path, tmp_path / "cache", MICADO_TEST_LANES=count)
+    assert done.returncode == 2
+    assert done.stderr == ("run-tests: error: MICADO_TEST_LANES must be a number of lanes from 1 "
+                           f"to 8 (got '{count}')\n")
+    assert record == [] and not (tmp_path / "logs").exists()
 
 
 def test_a_failed_build_fails_the_run_and_names_its_log(tmp_path: Path) -> None:
