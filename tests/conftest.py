@@ -47,15 +47,9 @@ pytest_plugins = ["kube.cluster", "integration.openstack_fixture"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses the OpenStack services `openstack` and `beside`: make test runs
-    them in one pytest (one cloud for them all) beside the others (they mostly wait for Nova and
-    ansible-runner); the modules that drive a cloud through the daemon mark themselves `beside`.
-    Mark every test that uses the four-host test bed `hosts`: the bed is one per machine (fixed
-    names and addresses), so make test never runs two parts of them at once."""
+    """Mark every test that uses the OpenStack services `beside`: make test runs them in a
+    pytest of their own beside the others (they mostly wait for Nova and ansible-runner). The
+    modules that drive a cloud through the daemon mark themselves."""
     for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        if "openstack_cloud" in fixtures:
-            item.add_marker(pytest.mark.openstack)
+        if "openstack_cloud" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.beside)
-        if "testbed" in fixtures:
-            item.add_marker(pytest.mark.hosts)

@@ -306,9 +306,7 @@ def nova_cloud(request: pytest.FixtureRequest, app: str) -> Iterator[Nova]:
         nova.remove_app(app)
 
 
-# the OpenStack ones marked as tests/conftest.py marks the users of `openstack_cloud` (this
-# fixture asks for the cloud only for them): make test runs them with the other OpenStack tests
-@pytest.fixture(params=["ec2", pytest.param("openstack", marks=pytest.mark.openstack)])
+@pytest.fixture(params=["ec2", "openstack"])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     app = "vms" + uuid.uuid4().hex[:4]  # the OpenStack project is shared with other tests
     with contextlib.ExitStack() as stack:

@@ -20,7 +20,7 @@ COLLECTION = REPO / "collections" / "ansible_collections" / "micado" / "core"
 SCENARIOS = sorted(p.parent.name for p in (COLLECTION / "extensions" / "molecule").glob(
     "*/molecule.yml"))
 
-pytestmark = [pytest.mark.integration, pytest.mark.hosts]  # podman containers (see conftest.py)
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
