@@ -1,5 +1,9 @@
-"""`ansible-playbook playbooks/site.yml` on the multi-host test bed (systemd-nspawn hosts on a
-bridge, real SSH, a local apt repository), then what a user would check by hand.
+"""`ansible-playbook micado.core.site` on the multi-host test bed (systemd-nspawn hosts on a
+bridge, real SSH, a local apt repository), from the collection as a user gets it: `make
+collection`'s tarball installed with `ansible-galaxy collection install`, run away from the
+repository, with the controller role's default install (the control node makes the wheelhouse
+from the wheel inside the tarball; the hosts have no internet). Then what a user would check
+by hand, upgrade.yml and reset.yml.
 
 k3s cannot be built here (README, "Real Kubernetes for tests"), so the master runs the upstream
 control plane (tests/testbed/kube.py: etcd, kube-apiserver with RBAC, controller manager,
@@ -7,13 +11,13 @@ scheduler, kwok keeping Nodes named like the bed's hosts Ready) at k3s's port, a
 says so: `k3s_server_existing_api: true` with `k3s_server_start: false` (the roles set the
 controller's and Prometheus' identities up through that API server). The workers run the
 k3s_agent role for real with a stand-in binary (tests/testbed/fake_k3s: ready for systemd, the
-kubelet port on loopback), so that upgrade.yml has binaries to compare and nodes to drain. Other
-test-only settings: the gateway password and the wheelhouse the controller is installed from
-(the hosts have no internet).
+kubelet port on loopback), so that upgrade.yml has binaries to compare and nodes to drain. The
+other test-only setting is the gateway password.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -34,12 +38,12 @@ import requests
 import testinfra
 import testinfra.host
 import yaml
+from collection_tarball import VERSION, WHEEL, build_tarball, install_tarball, wheel_in
 
 from conftest import REPO, prerequisite
 from testbed.bed import TestBed
 from testbed.fixture import testbed  # noqa: F401 - the session fixture
 from testbed.kube import BedCluster, bed_cluster, fake_k3s, node_events, sha256  # noqa: F401
-from wheelhouse import build_wheelhouse
 
 # cluster: it needs the control-plane binaries (make test runs it after their build)
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -106,8 +110,11 @@ def playbook(inventory: Path, name: str, *args: str, collections: Path | None = 
            "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks,ansible.posix.timer"}
     target, cwd = str(REPO / "playbooks" / name), REPO
     if collections is not None:
+        # a site's own ansible.cfg, if any, would set pipelining as the repository's does (each
+        # task then costs one SSH round trip, not three); the collection does not depend on it
         del env["ANSIBLE_CONFIG"]
         env["ANSIBLE_COLLECTIONS_PATH"] = str(collections)
+        env["ANSIBLE_PIPELINING"] = "True"
         target, cwd = f"micado.core.{name.removesuffix('.yml')}", collections.parent
     started = time.monotonic()
     done = subprocess.run(["ansible-playbook", "-i", str(inventory), target, *args],
@@ -119,25 +126,35 @@ def playbook(inventory: Path, name: str, *args: str, collections: Path | None = 
 @pytest.fixture(scope="module")
 def deployed(testbed: TestBed, bed_cluster: BedCluster,  # noqa: F811
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """site.yml run twice and in check mode; the runs and the inventory."""
+    """micado.core.site from the installed tarball: the controller's part in check mode on the
+    fresh hosts, then the whole run twice and once with --check --diff; the runs, the
+    inventory and the collections path (upgrade.yml and reset.yml run from there too)."""
     prerequisite(shutil.which("ansible-playbook", path=str(Path(sys.executable).parent))
                  is not None, "ansible-playbook in the venv (pip install ansible)")
     root = tmp_path_factory.mktemp("site")
+    tarball = build_tarball(root / "tarball")
+    collections = install_tarball(tarball, root / "user")
     agent = fake_k3s("v1")
-    inventory = make_inventory(testbed, root, build_wheelhouse(), {
+    inventory = make_inventory(testbed, root, None, {  # no controller_* settings
         "k3s_server_existing_api": True, "k3s_agent_start": True,
         "k3s_server_sha256": sha256(agent)})
     shutil.copyfile(agent, root / "artefacts" / "k3s")
-    first = playbook(inventory, "site.yml")
+    # a fresh bed host has no apt lists yet (a real one has), and check mode does not update them
+    testbed.ssh("master", "apt-get update -qq")
+    fresh_check = playbook(inventory, "site.yml", "--tags", "controller", "--check",
+                           collections=collections)
+    first = playbook(inventory, "site.yml", collections=collections)
     (root / "first.log").write_text(first.output)
     print(first.output[-3500:])  # the slowest tasks (profile_tasks)
     assert first.returncode == 0, first.output[-6000:]
-    second = playbook(inventory, "site.yml")
-    check = playbook(inventory, "site.yml", "--check", "--diff")
-    print(f"\nsite.yml on the 4-host test bed: first run {first.seconds:.1f} s, "
-          f"second run {second.seconds:.1f} s, check mode {check.seconds:.1f} s")
-    yield {"first": first, "second": second, "check": check, "inventory": inventory,
-           "bed": testbed, "cluster": bed_cluster, "root": root}
+    second = playbook(inventory, "site.yml", collections=collections)
+    check = playbook(inventory, "site.yml", "--check", "--diff", collections=collections)
+    print(f"\nmicado.core.site on the 4-host test bed: controller check on fresh hosts "
+          f"{fresh_check.seconds:.1f} s, first run {first.seconds:.1f} s, second run "
+          f"{second.seconds:.1f} s, check mode {check.seconds:.1f} s")
+    yield {"fresh_check": fresh_check, "first": first, "second": second, "check": check,
+           "inventory": inventory, "bed": testbed, "cluster": bed_cluster, "root": root,
+           "tarball": tarball, "collections": collections}
 
 
 def ssh_hosts_of(bed: TestBed) -> dict[str, testinfra.host.Host]:
@@ -161,20 +178,36 @@ def token(bed: TestBed) -> str:
     return bed.ssh("master", "cat /etc/micado/api-token").strip()
 
 
-def test_a_second_run_changes_nothing(deployed: dict[str, Any]) -> None:
-    second: Run = deployed["second"]
-    assert second.returncode == 0, second.output[-6000:]
-    recap = second.recap()
+def test_check_mode_on_fresh_hosts_runs_the_default_install(deployed: dict[str, Any]) -> None:
+    """Before anything is installed: the control node builds the wheelhouse (only its cache
+    changes), the host reports what it would do, nothing fails."""
+    result: Run = deployed["fresh_check"]
+    assert result.returncode == 0, result.output[-6000:]
+    assert result.recap()["master"]["failed"] == 0
+    assert "Build or reuse the wheelhouse on the control node" in result.output
+
+
+def test_the_default_install_runs_the_tarballs_controller(deployed: dict[str, Any]) -> None:
+    """The controller on the master is the wheel the tarball ships, byte for byte."""
+    bed: TestBed = deployed["bed"]
+    installed = bed.ssh("master", "/opt/micado/venv/bin/python -c 'import importlib.metadata as m;"
+                                  " print(m.version(\"micado\"))'").strip()
+    assert installed == VERSION
+    shipped = bed.ssh("master", f"sha256sum /opt/micado/wheelhouse/{WHEEL}").split()[0]
+    assert shipped == hashlib.sha256(wheel_in(deployed["tarball"])).hexdigest()
+
+
+@pytest.mark.parametrize("run", ["second", "check"])
+def test_a_second_run_changes_nothing(deployed: dict[str, Any], run: str) -> None:
+    """Nothing changes, with --check --diff too; the controller's wheelhouse comes from the
+    control node's cache, its copy is byte-identical and pip sees the version installed."""
+    result: Run = deployed[run]
+    assert result.returncode == 0, result.output[-6000:]
+    recap = result.recap()
     assert set(recap) == {"master", "worker1", "worker2", "edge1"}
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap.values()), \
-        "\n".join(second.changed_tasks()) or second.output[-4000:]
-
-
-def test_check_mode_with_diff_runs_clean(deployed: dict[str, Any]) -> None:
-    check: Run = deployed["check"]
-    assert check.returncode == 0, check.output[-6000:]
-    assert all(r["changed"] == 0 and r["failed"] == 0 for r in check.recap().values()), \
-        "\n".join(check.changed_tasks())
+        "\n".join(result.changed_tasks()) or result.output[-4000:]
+    assert "Build or reuse the wheelhouse on the control node" in result.output
 
 
 def test_no_secret_reaches_the_output(deployed: dict[str, Any]) -> None:
@@ -399,7 +432,8 @@ def upgrade_watched(deployed: dict[str, Any], name: str, *args: str,
         while len(node_events(out)) < len(cluster.nodes):  # the initial ADDED events
             assert watcher.poll() is None and time.monotonic() < deadline, out.read_text()
             time.sleep(0.2)
-        done = playbook(deployed["inventory"], "upgrade.yml", *args)
+        done = playbook(deployed["inventory"], "upgrade.yml", *args,
+                        collections=deployed["collections"])
         time.sleep(2)  # the last events reach the watch
     finally:
         watcher.terminate()
@@ -452,7 +486,8 @@ def test_upgrade_to_a_new_binary_drains_one_worker_at_a_time(deployed: dict[str,
 def test_reset_removes_micado_and_keeps_ssh(deployed: dict[str, Any],
                                              hosts: dict[str, testinfra.host.Host]) -> None:
     """Last: reset.yml (confirmed on the command line) on the deployed bed."""
-    done = playbook(deployed["inventory"], "reset.yml", "-e", "reset_confirm=yes")
+    done = playbook(deployed["inventory"], "reset.yml", "-e", "reset_confirm=yes",
+                    collections=deployed["collections"])
     assert done.returncode == 0, done.output[-6000:]
     for name, host in hosts.items():
         assert host.run("true").rc == 0, f"{name}: SSH lost after reset"
