@@ -161,8 +161,14 @@ class Daemon:
         return [e for e in found if kind is None or e["kind"] == kind]
 
 
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    value = wait_until(predicate, timeout, interval)
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1,
+             slowest: float = 1.0) -> Any:
+    """Poll every `interval` s for a few seconds, then less often, down to every `slowest` s
+    (prometheus_fixture.wait_until): a wait of minutes at ten looks a second kept the daemon
+    answering /v1/events and the cloud listing its VMs for more CPU than the scenario itself
+    used. A wait that must act the moment something shows (a kill at a runner step) passes
+    slowest=interval."""
+    value = wait_until(predicate, timeout, interval, slowest)
     if not value:
         raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
     return value

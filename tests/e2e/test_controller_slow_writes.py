@@ -110,7 +110,8 @@ def test_kill_9_during_an_update_then_restart_loses_and_doubles_nothing(bed: Bed
     update.start()
     wait_for(lambda: any(r.method == "PATCH" and r.at >= started
                          and r.content_type == "application/apply-patch+yaml"
-                         for r in list(bed.kube.requests)), 20, "the update to start applying")
+                         for r in list(bed.kube.requests)), 20, "the update to start applying",
+             slowest=0.1)  # the kill must land in the middle of it
     bed.daemon.kill()
     update.join(timeout=30)
     bed.kube.write_delay = 0.0

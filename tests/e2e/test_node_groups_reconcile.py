@@ -306,6 +306,18 @@ def nova_cloud(request: pytest.FixtureRequest, app: str) -> Iterator[Nova]:
         nova.remove_app(app)
 
 
+# How often the daemon lists the cloud (nodes.reconcile_seconds; it also lists at each start).
+# A listing is an ansible-runner run of a few CPU seconds: at one every 5 s the listings took
+# about half a core for as long as a scenario ran. The scenarios that wait for a listing to
+# notice something mark themselves `cloud_listing(5)`.
+LISTING_SECONDS = 30
+
+
+def listing_every(request: pytest.FixtureRequest) -> float:
+    marker = request.node.get_closest_marker("cloud_listing")
+    return float(marker.args[0]) if marker is not None else LISTING_SECONDS
+
+
 @pytest.fixture(params=["ec2", "openstack"])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     app = "vms" + uuid.uuid4().hex[:4]  # the OpenStack project is shared with other tests
@@ -322,7 +334,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
                                "collections_path": str(REPO / "collections"),
                                **cloud.nodes_config(),
                                "ready_timeout": 120, "drain_timeout": 60,
-                               "reconcile_seconds": 5,
+                               "reconcile_seconds": listing_every(request),
                                "backoff_seconds": 1, "backoff_max_seconds": 2})
         daemon.start()
         stack.callback(kill_tree, daemon)
@@ -439,6 +451,7 @@ def test_a_notready_group_node_is_replaced_and_a_static_one_reported(world: Worl
 
 
 @pytest.mark.parametrize("world", ["ec2"], indirect=True)
+@pytest.mark.cloud_listing(5)  # only a listing sees the VM without its Node
 def test_a_group_vm_whose_node_is_gone_is_replaced(world: World) -> None:
     """Its Node deleted by hand (a kubelet that never registers again): with no operation in
     flight, past the policy's node_unreachable_timeout, the VM is replaced."""
@@ -479,6 +492,7 @@ def test_a_cloud_refusing_vms_backs_the_group_off_then_it_recovers(world: World)
     assert world.all_micado_vms() == [world.name(1), world.name(2)]
 
 
+@pytest.mark.cloud_listing(5)  # only a listing sees the VM deleted in the cloud's console
 def test_a_vm_lost_outside_is_made_again_and_a_crash_mid_deletion_leaves_no_orphan(
         world: World) -> None:
     world.start_app(2)
@@ -612,7 +626,7 @@ def test_kill_9_at_every_step_of_a_scale_out_and_a_scale_in(world: World) -> Non
             wait_for(lambda s=step, i=since, n=nth: len(
                 [e for e in world.daemon.events("runner")
                  if e["id"] > i and e["message"].endswith(f": {s}")]) >= n,
-                WAIT, f"step {step!r}")
+                WAIT, f"step {step!r}", slowest=0.1)  # the kill lands at that step
             kill_tree(world.daemon)
             world.daemon.start()
             wait_for(lambda w=wanted: settled(world, w), WAIT,

@@ -190,7 +190,9 @@ class Booter:
     hold: threading.Event = field(default_factory=threading.Event)  # set: boot nothing
     # a VM's expected labels from its name, when the cloud holds several apps' or groups' VMs
     labels_of: Callable[[str], dict[str, str]] | None = None
-    poll: float = 0.2  # seconds between two looks at the cloud
+    # seconds between two looks at the cloud: a VM boots in less than that anyway, and each
+    # look costs the cloud's server CPU for as long as the test runs
+    poll: float = 0.5
     _seen: set[str] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None

@@ -25,7 +25,7 @@ class NovaBooter(Booter):
     """Boots ACTIVE Nova servers of every project into Nodes (`ec2` unused: pass None)."""
 
     admin: Any = None  # an openstacksdk connection as admin
-    poll: float = 0.5
+    poll: float = 1.0  # a look lists every project's servers in Nova: CPU in nova-api
 
     def running(self) -> list[BootedVm]:
         out = []

@@ -34,14 +34,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
-    """Poll until `predicate` returns a truthy value or `timeout` passes; its last value."""
-    deadline = time.monotonic() + timeout
+# how long wait_until(slowest=...) keeps looking every `interval` s
+QUICK_SECONDS = 5.0
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.2,
+               slowest: float | None = None) -> Any:
+    """Poll until `predicate` returns a truthy value or `timeout` passes; its last value.
+    Every `interval` s; with `slowest`, only for the first QUICK_SECONDS, then half as often
+    again at each look, down to every `slowest` s: what a test waits minutes for (a cloud
+    operation, a backoff) needs no look ten times a second, and each look costs the process
+    that answers it CPU the other tests on the machine are short of."""
+    started = time.monotonic()
+    deadline = started + timeout
+    pause = interval
     while True:
         value = predicate()
-        if value or time.monotonic() >= deadline:
+        now = time.monotonic()
+        if value or now >= deadline:
             return value
-        time.sleep(interval)
+        if slowest is not None and now - started > QUICK_SECONDS:
+            pause = min(max(pause * 1.5, interval), slowest)
+        time.sleep(min(pause, max(deadline - now, 0.0)))
 
 
 class Exporter:
