@@ -43,7 +43,7 @@ def examples_dir() -> Path:
 # module that asks for `openstack_cloud`: defined once here, so the whole session shares one
 # cluster and one cloud. Imported into each test module instead, every module got its own fixture
 # and so its own cluster or cloud (a cloud took 1-3 minutes to start).
-pytest_plugins = ["kube.cluster", "integration.openstack_fixture", "cpu_log"]
+pytest_plugins = ["kube.cluster", "integration.openstack_fixture", "cpu_log", "interrupt_on_term"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
