@@ -76,7 +76,9 @@ def _package(name: str, version: str, depends: str = "") -> str:
 def _apt_world(tmp_path: Path) -> dict[str, str]:
     """An apt configuration and dpkg database of their own: base 1.0 is installed, the repository
     has base 1.0 and 1.1, addon 1.0 (needs base 1.0) and 1.1 (needs base 1.1), and only-new 1.1
-    (needs base 1.1): what systemd-container and systemd look like after a point release."""
+    (needs base 1.1): what systemd-container and systemd look like after a point release. gone
+    0.9 is installed too, but the repository has only gone 1.0 and after 1.0 (needs gone 1.0):
+    login and uidmap once the archive dropped the installed login."""
     prerequisite(shutil.which("apt-get") is not None and shutil.which("dpkg-query") is not None,
                  "apt-get and dpkg-query (a Debian system)")
     root = tmp_path / "apt"
@@ -87,10 +89,13 @@ def _apt_world(tmp_path: Path) -> dict[str, str]:
         _package("mc-base", "1.0"), _package("mc-base", "1.1"),
         _package("mc-addon", "1.0", "mc-base (= 1.0)"),
         _package("mc-addon", "1.1", "mc-base (= 1.1)"),
-        _package("mc-only-new", "1.1", "mc-base (= 1.1)")]))
+        _package("mc-only-new", "1.1", "mc-base (= 1.1)"),
+        _package("mc-gone", "1.0"), _package("mc-after", "1.0", "mc-gone (= 1.0)")]))
     (root / "admin" / "status").write_text(
         "Package: mc-base\nStatus: install ok installed\nPriority: optional\nVersion: 1.0\n"
-        "Architecture: all\nMaintainer: t <t@example.org>\nDescription: base\n")
+        "Architecture: all\nMaintainer: t <t@example.org>\nDescription: base\n\n"
+        "Package: mc-gone\nStatus: install ok installed\nPriority: optional\nVersion: 0.9\n"
+        "Architecture: all\nMaintainer: t <t@example.org>\nDescription: gone\n")
     (root / "sources.list").write_text(f"deb [trusted=yes] file:{root / 'repo'} ./\n")
     (root / "apt.conf").write_text("".join(f'{key} "{value}";\n' for key, value in {
         "Dir::State::status": root / "admin" / "status", "Dir::State::Lists": root / "lists",
@@ -149,3 +154,20 @@ def test_refuses_what_only_an_upgrade_can_install(tmp_path: Path) -> None:
         assert "would upgrade packages already installed" in result.stderr
         assert "mc-base 1.0 -> 1.1" in result.stderr
         assert "would run" not in result.stdout and "+ apt-get" not in result.stdout
+
+
+def test_upgrades_what_the_archive_no_longer_has_and_says_so(tmp_path: Path) -> None:
+    env = _apt_world(tmp_path)
+    result = _ensure(tmp_path, env, "mc-after\n", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        "would run: apt-get install -y --no-install-recommends mc-after")
+    assert "this upgrades mc-gone 0.9 -> 1.0: the archive no longer has 0.9" in result.stderr
+
+
+def test_refuses_an_avoidable_upgrade_beside_an_unavoidable_one(tmp_path: Path) -> None:
+    env = _apt_world(tmp_path)
+    result = _ensure(tmp_path, env, "mc-after\nmc-only-new\n", "--dry-run")
+    assert result.returncode == 1
+    assert "mc-base 1.0 -> 1.1" in result.stderr
+    assert "mc-gone 0.9" not in result.stderr.split("would upgrade", 1)[1]
