@@ -6,8 +6,14 @@ cannot); VMs "boot" and join through cloud_node_harness.Booter (NovaBooter on Op
 
 One scenario code for both clouds; a small adapter per cloud (`Ec2`, `Nova`) makes its part of
 the world, the ADT's compute node and the look at the cloud (the group's VMs by tag or
-metadata). Each test's app has its own name and the OpenStack project is shared with other
-tests: a test looks only at its app's servers and removes them at the end.
+metadata). The kill -9 mid scale-out runs on both; every other scenario on one (`on_cloud`),
+since what it tests is the controller's and the same for both clouds, while the role's part per
+cloud (create, list, drain, delete, refusals) is tested on each in tests/integration/
+(test_cloud_node_ec2.py, test_cloud_node_openstack.py, test_cloud_node_faults.py). Run on
+both, these scenarios were the longest part of `make test` (about 40 minutes on two cores);
+MICADO_BOTH_CLOUDS=1 runs every scenario on both. Each test's app has its own name and the
+OpenStack project is shared with other tests: a test looks only at its app's servers and
+removes them at the end.
 
 - kill -9 of the controller's whole process tree (as systemd kills a unit's cgroup) mid
   scale-out, after the create calls, and mid drain, then a restart: exactly the desired
@@ -318,7 +324,16 @@ def listing_every(request: pytest.FixtureRequest) -> float:
     return float(marker.args[0]) if marker is not None else LISTING_SECONDS
 
 
-@pytest.fixture(params=["ec2", "openstack"])
+CLOUDS = ("ec2", "openstack")
+
+
+def on_cloud(cloud: str) -> pytest.MarkDecorator:
+    """The scenario on `cloud`, or on both with MICADO_BOTH_CLOUDS=1 (module docstring)."""
+    both = os.environ.get("MICADO_BOTH_CLOUDS") == "1"
+    return pytest.mark.parametrize("world", CLOUDS if both else [cloud], indirect=True)
+
+
+@pytest.fixture(params=CLOUDS)
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     app = "vms" + uuid.uuid4().hex[:4]  # the OpenStack project is shared with other tests
     with contextlib.ExitStack() as stack:
@@ -383,6 +398,7 @@ def test_kill_9_mid_scale_out_ends_with_exactly_the_desired_vms(world: World) ->
     assert f"VMs (2): {world.name(1)} ({ids[world.name(1)]}" in shown, shown
 
 
+@on_cloud("openstack")
 def test_kill_9_mid_drain_then_the_app_deleted_leaves_no_vm(world: World) -> None:
     world.start_app(2)
     wait_for(lambda: world.done(2), WAIT, "the 0 -> 2 operation")
@@ -421,6 +437,7 @@ def test_kill_9_mid_drain_then_the_app_deleted_leaves_no_vm(world: World) -> Non
     assert world.daemon.events("action_failed") == []
 
 
+@on_cloud("ec2")
 def test_a_notready_group_node_is_replaced_and_a_static_one_reported(world: World) -> None:
     world.start_app(1)
     wait_for(lambda: world.done(1), WAIT, "the 0 -> 1 operation")
@@ -469,6 +486,7 @@ def test_a_group_vm_whose_node_is_gone_is_replaced(world: World) -> None:
     assert world.daemon.events("action_failed") == []
 
 
+@on_cloud("ec2")
 def test_a_cloud_refusing_vms_backs_the_group_off_then_it_recovers(world: World) -> None:
     """Over the account's limit (EC2's InstanceLimitExceeded through the fault proxy, Nova's
     real quota): the run fails, the event and `micado status` carry the cloud's reason and the
@@ -492,6 +510,7 @@ def test_a_cloud_refusing_vms_backs_the_group_off_then_it_recovers(world: World)
     assert world.all_micado_vms() == [world.name(1), world.name(2)]
 
 
+@on_cloud("ec2")
 @pytest.mark.cloud_listing(5)  # only a listing sees the VM deleted in the cloud's console
 def test_a_vm_lost_outside_is_made_again_and_a_crash_mid_deletion_leaves_no_orphan(
         world: World) -> None:
@@ -521,6 +540,7 @@ def test_a_vm_lost_outside_is_made_again_and_a_crash_mid_deletion_leaves_no_orph
     assert world.nodes() == set()
 
 
+@on_cloud("ec2")
 def test_two_apps_and_two_groups_scale_at_once(world: World) -> None:
     """One app with two node groups and another with one scale out together, then the first
     app's groups scale in while the other's grows: the runs overlap (every group's first runner
