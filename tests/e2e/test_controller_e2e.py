@@ -32,7 +32,9 @@ from kube.cluster import KubeCluster
 
 TICK = 2.0
 COOLDOWN = 8
-pytestmark = pytest.mark.cluster
+# mostly waiting for the ADT's periods and Prometheus' scrapes: make test runs it in the lane
+# beside the one of the test bed (scripts/run-tests)
+pytestmark = [pytest.mark.cluster, pytest.mark.beside]
 
 
 @pytest.fixture

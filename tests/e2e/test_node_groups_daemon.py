@@ -50,7 +50,9 @@ topology_template:
             m_node_count = 2
 """
 
-pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+# mostly waiting for ansible-runner and the Nodes: make test runs it in the lane beside the one
+# of the test bed (scripts/run-tests)
+pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.beside]
 
 
 def test_a_node_group_scaled_from_0_to_2_runs_the_playbook(

@@ -36,7 +36,9 @@ from integration.micado_client_venv import ClientVenvError, client_python
 from integration.prometheus_fixture import PrometheusServer, require_prometheus
 from kube.cluster import KubeCluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+# mostly waiting on the controller it drives: make test runs it in the lane beside the one of
+# the test bed (scripts/run-tests)
+pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.beside]
 
 DRIVER = Path(__file__).with_name("micado_client_driver.py")
 USER = "micado-admin"

@@ -25,7 +25,8 @@ from micado.actuators.kubernetes import UNTYPABLE_APPLY, Cluster, ClusterError
 from micado.adt.k8s.labels import APP, INSTANCE, MANAGED_BY, MANAGER, NAME, NODE_TYPE
 from micado.adt.model import Workload
 
-pytestmark = pytest.mark.cluster
+# make test runs it in the lane beside the one of the test bed, on that lane's control plane
+pytestmark = [pytest.mark.cluster, pytest.mark.beside]
 
 TICK = 1.0
 

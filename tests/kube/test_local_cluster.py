@@ -48,6 +48,7 @@ def local_cluster(*args: str, output: Path) -> subprocess.Popen:
 
 
 @pytest.mark.cluster
+@pytest.mark.beside  # make test: in the lane beside the test bed's
 def test_make_cluster_serves_ready_nodes_until_ctrl_c(tmp_path: Path) -> None:
     require_bins()
     root = tmp_path / "cluster"

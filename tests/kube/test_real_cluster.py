@@ -17,7 +17,8 @@ from integration.prometheus_fixture import wait_until
 from kube.cluster import KubeCluster
 from micado.adt.k8s.placement import COMPUTE_KEY, EDGE_KEY, node_affinity
 
-pytestmark = pytest.mark.cluster
+# make test runs it in the lane beside the one of the test bed, on that lane's control plane
+pytestmark = [pytest.mark.cluster, pytest.mark.beside]
 
 READY_TIMEOUT = 120.0
 

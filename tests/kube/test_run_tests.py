@@ -1,8 +1,9 @@
 """scripts/run-tests, what `make test` runs: the control plane builds (or is reused) in the
-background while the tests not marked `cluster` run (the `beside` ones in a pytest of their own
-at the same time as the others), then the `cluster` tests run on it; a failed build or a failed
-test in any part fails the run. Run here on a small suite of its own and a
-build cache of the test's (a finished build made by hand, or none with no module proxy)."""
+background while the tests run in two lanes side by side (the `beside` tests in one, the others
+in the other), each its tests not marked `cluster` first, then, once the build is there, its
+`cluster` tests, without waiting for the other lane; a failed build or a failed test in any part
+fails the run. Run here on a small suite of its own and a build cache of the test's (a
+finished build made by hand, or none with no module proxy)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def meet(me, other):
 
 def test_plain():
     meet("plain", "beside")
+    if os.environ.get("NO_BARRIER") == "1":
+        # the beside lane starts its cluster tests while this lane is still on its first part
+        meet("plain still running", "cluster-beside")
     note("plain")
     assert not sys.dont_write_bytecode  # the run lets Python cache bytecode
     assert os.environ.get("PLAIN_FAILS") != "1"
@@ -94,15 +98,17 @@ def run_tests(tmp_path: Path, cache: Path, **env: str) -> tuple[subprocess.Compl
 
 @pytest.mark.parametrize(("failing", "status"), [
     ({}, 0), ({"PLAIN_FAILS": "1"}, 1), ({"BESIDE_FAILS": "1"}, 1), ({"CLUSTER_FAILS": "1"}, 1)])
-def test_the_cluster_tests_run_after_the_others_and_the_build(
+def test_each_lane_runs_its_cluster_tests_after_its_others_and_the_build(
         tmp_path: Path, failing: dict[str, str], status: int) -> None:
     cache = tmp_path / "cache"
     directory = Path(run(cache, "--dir").stdout.strip())
     fake_build(directory)
-    done, record = run_tests(tmp_path, cache, **failing)
+    done, record = run_tests(tmp_path, cache, NO_BARRIER="1", **failing)
     assert done.returncode == status, done.stdout + done.stderr
-    # the plain and the beside tests ran side by side (each waited for the other to start),
-    # then the cluster tests; a failing test in one part does not stop the others: all count
+    # the plain and the beside tests ran side by side (each waited for the other to start);
+    # the beside lane went on to its cluster test while the plain test still ran (the plain
+    # test waited for it), and the plain lane to its own after; a failing test in one part
+    # does not stop the others: all count
     assert sorted(record[:2]) == ["beside", "plain"]
     assert sorted(record[2:]) == [f"cluster after {directory}", "cluster beside"]
     assert f"log: {tmp_path / 'logs' / 'cluster-bins.log'}" in done.stdout
@@ -111,6 +117,7 @@ def test_the_cluster_tests_run_after_the_others_and_the_build(
     assert "3 deselected" in beside_log  # the one test beside and not on the cluster
     assert f"log: {tmp_path / 'logs' / 'beside-other.log'}" in done.stdout
     assert beside_log in done.stdout
+    assert (tmp_path / "logs" / "beside-cluster.log").read_text() in done.stdout
 
 
 def test_a_failed_build_fails_the_run_and_names_its_log(tmp_path: Path) -> None:
