@@ -46,8 +46,8 @@ from e2e.flagship import Flagship, flagship, join_secrets, kubeconfig_token, lea
 from kube.cluster import KubeCluster
 from kube.node_join import ClusterJoining, ca_pem
 
-# mostly waiting for the ADT's periods: make test runs it beside the other cluster tests
-pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.beside]
+# waiting for the ADT's periods nearly all the time (a sixth of a core): make test's idle lane
+pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.idle]
 
 HAVE = all(importlib.util.find_spec(m) for m in ("moto", "ansible_runner", "boto3"))
 AWS_KEY_ID = "AKIAMICADOE2EKEY0001"

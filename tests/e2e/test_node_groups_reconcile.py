@@ -508,6 +508,8 @@ def test_a_cloud_refusing_vms_backs_the_group_off_then_it_recovers(world: World)
     wait_for(lambda: world.done(2), WAIT, "the retry once the cloud takes VMs again")
     assert sorted(world.vms()) == [world.name(1), world.name(2)]
     assert world.all_micado_vms() == [world.name(1), world.name(2)]
+    shown = world.daemon.cli("status", world.app).stdout
+    assert "backing off" not in shown, shown  # the group's backoff ended with the good run
 
 
 @on_cloud("ec2")
@@ -611,6 +613,7 @@ CHANGING = ("Create the join token in the cluster", "Start the missing EC2 insta
 
 
 @pytest.mark.parametrize("world", ["ec2"], indirect=True)
+@pytest.mark.idle  # ten minutes, mostly waiting for the daemon's restarts: make test's idle lane
 def test_kill_9_at_every_step_of_a_scale_out_and_a_scale_in(world: World) -> None:
     """The steps are the runner events of an undisturbed 0 -> 1 and 1 -> 0 (every play, task
     and change the role reports); then, for each kill point among them, the same operation

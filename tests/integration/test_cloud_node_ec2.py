@@ -19,7 +19,8 @@ import pytest
 import yaml
 from tests.conftest import prerequisite
 
-pytestmark = pytest.mark.integration
+# mostly waiting on moto and ansible-runner, no test bed: make test runs it beside the others
+pytestmark = [pytest.mark.integration, pytest.mark.beside]
 
 HAVE = all(importlib.util.find_spec(m) for m in ("moto", "ansible_runner", "boto3"))
 AWS_KEY_ID = "AKIAMICADOTESTKEY01"

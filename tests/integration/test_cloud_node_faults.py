@@ -7,8 +7,8 @@ request waits in RabbitMQ as it would for a hung hypervisor host). Injected wher
 a 500 from Nova or EC2 and EC2's InstanceLimitExceeded (moto has no instance limit) come from
 tests/fakes/fault_proxy.py, a loopback proxy in front of the real service.
 
-How the controller backs off after such a run and shows it in its events is in
-tests/e2e/test_node_groups_faults.py.
+How the controller backs off after such a run, shows it in its events and `micado status`, and
+retries it is in tests/e2e/test_node_groups_reconcile.py (a cloud refusing VMs).
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ def ec2_cloud(tmp_path: Path) -> Iterator[Any]:
             yield Cloud()
 
 
+# amazon.aws retries EC2's 500s for about three minutes (AWSRetry.jittered_backoff, not
+# configurable), a quarter of a core: make test runs it in the idle lane
+@pytest.mark.idle
 def test_ec2_500s_fail_the_run_with_the_cloud_error(ec2_cloud: Any) -> None:
     from tests.fakes.fault_proxy import Fault
     from tests.integration.cloud_node_harness import ec2_error, group_instances, stats_of

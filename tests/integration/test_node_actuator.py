@@ -37,7 +37,8 @@ WAIT = 120.0  # an upper bound for a wait, never an assertion about speed
 SECRET = "s3cr3t-key-do-not-leak"
 ENV_SECRET = "env-s3cr3t-do-not-leak"
 
-pytestmark = pytest.mark.integration
+# mostly waiting on ansible-runner, no test bed: make test runs it beside the others
+pytestmark = [pytest.mark.integration, pytest.mark.beside]
 
 
 def group_spec(name: str) -> NodeGroup:
